@@ -1,0 +1,5 @@
+import sys
+
+from actionbench.cli import main
+
+sys.exit(main())
