@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("actionbench.engine.commands", "top-k labels for video files from a checkpoint"),
     "study": ("actionbench.study.runner", "run or print a grid of runs and write the comparison report"),
     "synth": ("actionbench.data.synthetic", "write a synthetic video dataset (real encoded MP4 files)"),
-    "mini": ("actionbench.data.mini", "make a Mini-dataset: a seeded random fraction of the classes"),
+    "mini": ("actionbench.data.annotations", "make a Mini-dataset: a seeded random fraction of the classes"),
     "data": ("actionbench.data.check", "dataset tools: `data check` scans every video and reports bad ones"),
     "extract": ("actionbench.data.extract", "extract JPEG frames (shorter side 256), parallel and resumable"),
     "transcode": ("actionbench.data.extract", "re-encode videos for fast seeking (short side 256, GOP <= 30)"),
