@@ -1,0 +1,271 @@
+"""ResNet-18/34/50/101 in every temporal design of the paper, with torchvision's state-dict keys.
+
+One network, parameterised by a `Design`:
+- 2D designs (tsn, tsm, tam, tconv, nln) run per-frame Conv2d on `(N, T, C, H, W)` activations; TSM / TAM / Conv.
+  act on each block's input inside its residual branch, NLN adds non-local blocks after some blocks.
+- 3D designs (i3d, s3d) run Conv3d on `(N, C, T, H, W)`: I3D turns every 3x3 into 3x3x3 and conv1 into 3x7x7;
+  S3D factorises each 3x3x3 into (1,3,3)+BN+ReLU then (3,1,1)+BN+ReLU (new keys `convK_t`, `bnK_t`).
+Temporal pooling (optional): max pool kernel 3 stride 2 in time after layer1, layer2 and layer3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from actionbench.models.head import VideoHead, pool_frames, pool_volume
+from actionbench.models.layers import (
+    FRAMES_TIME_DIM,
+    VOLUME_TIME_DIM,
+    FrameBatchNorm2d,
+    FrameConv2d,
+    FrameMaxPool2d,
+    TemporalMaxPool,
+    TimeConv3d,
+)
+from actionbench.models.registry import register_model
+from actionbench.models.temporal import NonLocalBlock, TemporalAggregation, TemporalShift
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Design:
+    """How a 2D ResNet becomes a video network."""
+
+    name: str
+    volumetric: bool = False  # Conv3d on (N, C, T, H, W) instead of per-frame Conv2d
+    factorised: bool = False  # S3D: (1,3,3) then (3,1,1)
+    temporal_padding: str = "zeros"
+
+    @property
+    def time_dim(self) -> int:
+        return VOLUME_TIME_DIM if self.volumetric else FRAMES_TIME_DIM
+
+    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1, kt: int = 1, t_stride: int = 1) -> nn.Module:
+        """A kernel x kernel spatial conv; for 3D designs kt frames deep with temporal stride t_stride."""
+        pad = kernel // 2
+        if not self.volumetric:
+            return FrameConv2d(cin, cout, kernel, stride, pad, bias=False)
+        return TimeConv3d(
+            cin, cout, (kt, kernel, kernel), (t_stride, stride, stride), (kt // 2, pad, pad),
+            bias=False, temporal_padding=self.temporal_padding,
+        )
+
+    def spatial_conv3x3(self, cin: int, cout: int, stride: int = 1, t_stride: int = 1) -> nn.Module:
+        if self.volumetric and not self.factorised:
+            return self.conv(cin, cout, 3, stride, kt=3, t_stride=t_stride)
+        return self.conv(cin, cout, 3, stride)
+
+    def temporal_conv(self, channels: int, t_stride: int = 1) -> nn.Module | None:
+        """S3D's (3,1,1) conv following each spatial 3x3; None for other designs."""
+        if not self.factorised:
+            return None
+        return TimeConv3d(channels, channels, (3, 1, 1), (t_stride, 1, 1), (1, 0, 0), bias=False,
+                          temporal_padding=self.temporal_padding)
+
+    def bn(self, channels: int) -> nn.Module:
+        return nn.BatchNorm3d(channels) if self.volumetric else FrameBatchNorm2d(channels)
+
+    def branch_module(self, channels: int) -> nn.Module | None:
+        """The temporal module on a block's input inside its residual branch."""
+        if self.name == "tsm":
+            return TemporalShift()
+        if self.name in ("tam", "tconv"):
+            return TemporalAggregation(channels, full=self.name == "tconv")
+        return None
+
+
+class _Block(nn.Module):
+    """Shared by both block types: the optional temporal module, S3D temporal convs, the residual."""
+
+    def _add_temporal_conv(self, index: int, channels: int, design: Design, t_stride: int = 1) -> None:
+        conv_t = design.temporal_conv(channels, t_stride)
+        setattr(self, f"conv{index}_t", conv_t)
+        setattr(self, f"bn{index}_t", design.bn(channels) if conv_t is not None else None)
+
+    def _conv_bn(self, index: int, x: torch.Tensor, last: bool) -> torch.Tensor:
+        """convK -> bnK (-> ReLU -> convK_t -> bnK_t for S3D), ReLU unless it is the block's last conv."""
+        x = getattr(self, f"bn{index}")(getattr(self, f"conv{index}")(x))
+        conv_t = getattr(self, f"conv{index}_t", None)
+        if conv_t is not None:
+            x = getattr(self, f"bn{index}_t")(conv_t(self.relu(x)))
+        return x if last else self.relu(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self.temporal is None else self.temporal(x)
+        for index in range(1, self.num_convs + 1):
+            out = self._conv_bn(index, out, last=index == self.num_convs)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class BasicBlock(_Block):
+    expansion = 1
+    num_convs = 2
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, design: Design,
+                 t_stride: int = 1):
+        super().__init__()
+        self.temporal = design.branch_module(inplanes)
+        self.conv1 = design.spatial_conv3x3(inplanes, planes, stride, t_stride)
+        self.bn1 = design.bn(planes)
+        self._add_temporal_conv(1, planes, design, t_stride)
+        self.conv2 = design.spatial_conv3x3(planes, planes)
+        self.bn2 = design.bn(planes)
+        self._add_temporal_conv(2, planes, design)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+
+class Bottleneck(_Block):
+    expansion = 4
+    num_convs = 3
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, design: Design,
+                 t_stride: int = 1):
+        super().__init__()
+        self.temporal = design.branch_module(inplanes)
+        self.conv1 = design.conv(inplanes, planes, 1)
+        self.bn1 = design.bn(planes)
+        self.conv2 = design.spatial_conv3x3(planes, planes, stride, t_stride)  # stride here: ResNet v1.5
+        self.bn2 = design.bn(planes)
+        self._add_temporal_conv(2, planes, design, t_stride)
+        self.conv3 = design.conv(planes, planes * 4, 1)
+        self.bn3 = design.bn(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+
+def nonlocal_positions(num_blocks: int, limit: int) -> list[int]:
+    """Blocks followed by a non-local block: every other one from index 1, at most `limit` (R50: [1, 3], [1, 3, 5])."""
+    return list(range(1, num_blocks, 2))[:limit]
+
+
+class VideoResNet(nn.Module):
+    def __init__(
+        self,
+        block: type[_Block],
+        layers: list[int],
+        design: Design,
+        num_classes: int,
+        num_frames: int,
+        temporal_pooling: bool = False,
+        dropout: float = 0.5,
+        base_channels: int = 64,
+        nonlocal_blocks: bool = False,
+    ) -> None:
+        super().__init__()
+        self.design, self.num_frames, self.num_classes = design, num_frames, num_classes
+        self.temporal_pooling = temporal_pooling
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.inplanes = base_channels
+        if design.volumetric:
+            self.conv1 = design.conv(3, base_channels, 7, 2, kt=3)
+            self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        else:
+            self.conv1 = design.conv(3, base_channels, 7, 2)
+            self.maxpool = FrameMaxPool2d(3, 2, 1)
+        self.bn1 = design.bn(base_channels)
+        self.relu = nn.ReLU(inplace=True)
+        widths = [base_channels * 2**i for i in range(4)]
+        nl_limits = {2: 2, 3: 3} if nonlocal_blocks else {}
+        # 3D designs put the temporal stride in the first block of layer2..4 (its 3x3x3 conv and shortcut),
+        # 2D designs max-pool in time after layer1..3: the same places, as in the paper's code.
+        strided_time = temporal_pooling and design.volumetric
+        for i, (width, count) in enumerate(zip(widths, layers, strict=True), start=1):
+            t_stride = 2 if strided_time and i > 1 else 1
+            layer = self._make_layer(block, width, count, 1 if i == 1 else 2, t_stride, design, nl_limits.get(i, 0))
+            setattr(self, f"layer{i}", layer)
+        pooled = temporal_pooling and not design.volumetric
+        self.pool = TemporalMaxPool(design.time_dim) if pooled else nn.Identity()
+        self.head = VideoHead(dropout)
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+        self._init_weights()
+
+    def _make_layer(self, block, planes, blocks, stride, t_stride, design, nonlocal_limit) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                design.conv(self.inplanes, planes * block.expansion, 1, stride, t_stride=t_stride),
+                design.bn(planes * block.expansion),
+            )
+        modules: list[nn.Module] = []
+        nl_after = set(nonlocal_positions(blocks, nonlocal_limit))
+        for i in range(blocks):
+            first = i == 0
+            modules.append(block(self.inplanes, planes, stride if first else 1, downsample if first else None,
+                                 design, t_stride if first else 1))
+            self.inplanes = planes * block.expansion
+            if i in nl_after:
+                modules.append(NonLocalBlock(self.inplanes))
+        return nn.Sequential(*modules)
+
+    def _init_weights(self) -> None:
+        # torchvision's init for the 2D parts; temporal layers start as the identity so that ImageNet weights
+        # keep their meaning at the start of fine-tuning (TAM / Conv. centre weight 1, S3D (3,1,1) Dirac).
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Conv2d | nn.Conv3d):
+                if name.endswith("_t"):
+                    nn.init.dirac_(m.weight)
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, TemporalAggregation):
+                m.reset_parameters()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, 3, T, H, W)` -> pooled features `(N, T', C)`."""
+        if not self.design.volumetric:
+            x = x.transpose(1, 2).contiguous()
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.pool(self.layer1(x))
+        x = self.pool(self.layer2(x))
+        x = self.pool(self.layer3(x))
+        x = self.layer4(x)
+        return pool_volume(x) if self.design.volumetric else pool_frames(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x), self.fc)
+
+
+_DEPTHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+}
+DESIGNS = ("tsn", "tsm", "tam", "tconv", "nln", "i3d", "s3d")
+
+
+def build_video_resnet(
+    design_name: str,
+    backbone: str,
+    num_classes: int,
+    num_frames: int,
+    temporal_pooling: bool = False,
+    dropout: float = 0.5,
+    *,
+    base_channels: int = 64,
+    temporal_padding: str = "zeros",
+) -> VideoResNet:
+    block, layers = _DEPTHS[backbone]
+    design = Design(
+        design_name,
+        volumetric=design_name in ("i3d", "s3d"),
+        factorised=design_name == "s3d",
+        temporal_padding=temporal_padding,
+    )
+    model = VideoResNet(block, layers, design, num_classes, num_frames, temporal_pooling, dropout,
+                        base_channels, nonlocal_blocks=design_name == "nln")
+    model.name = f"{design_name}_{backbone}"
+    return model
+
+
+for _design in DESIGNS:
+    for _backbone in _DEPTHS:
+        register_model(f"{_design}_{_backbone}")(partial(build_video_resnet, _design, _backbone))

@@ -1,0 +1,64 @@
+"""Model registry: `build_model(name, ...)` and `list_models()` (timm-style decorator registration)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from torch import nn
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable:
+    """Register `builder(num_classes, num_frames, temporal_pooling, dropout, **options)` under `name`."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorator
+
+
+def _load_builders() -> None:
+    # Importing the builder modules registers their models.
+    from actionbench.models.backbones import resnet  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names of every model `build_model` knows, sorted."""
+    _load_builders()
+    return sorted(_BUILDERS)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    num_frames: int,
+    temporal_pooling: bool = False,
+    dropout: float = 0.5,
+    pretrained: str | None = None,
+    **options,
+) -> nn.Module:
+    """Build a video model taking `(B, 3, T, H, W)` and returning logits `(B, num_classes)`.
+
+    `pretrained`: a local torchvision-format 2D ImageNet state dict, or "imagenet" (downloaded when online);
+    I3D/S3D inflate it. Options: `base_channels` (ResNet width), `temporal_padding` ("zeros" | "replicate"),
+    `inflate_divide` (divide inflated kernels by their temporal size, as the I3D paper does).
+    """
+    _load_builders()
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(name, _BUILDERS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} `actionbench profile --all` lists every model.")
+    inflate_divide = options.pop("inflate_divide", False)
+    model = _BUILDERS[name](num_classes, num_frames, temporal_pooling, dropout, **options)
+    model.name = name
+    model.inflate_divide = inflate_divide
+    if pretrained:
+        from actionbench.models.weights import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
