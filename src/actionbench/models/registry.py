@@ -24,6 +24,7 @@ def register_model(name: str) -> Callable:
 
 def _load_builders() -> None:
     # Importing the builder modules registers their models.
+    from actionbench.models import slowfast  # noqa: F401
     from actionbench.models.backbones import inception, resnet  # noqa: F401
 
 
