@@ -101,7 +101,8 @@ class _Block(nn.Module):
         for index in range(1, self.num_convs + 1):
             out = self._conv_bn(index, out, last=index == self.num_convs)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        out = self.relu(out + identity)
+        return out if self.nonlocal_block is None else self.nonlocal_block(out)
 
 
 class BasicBlock(_Block):
@@ -120,6 +121,7 @@ class BasicBlock(_Block):
         self._add_temporal_conv(2, planes, design)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.nonlocal_block = None
 
 
 class Bottleneck(_Block):
@@ -139,6 +141,7 @@ class Bottleneck(_Block):
         self.bn3 = design.bn(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.nonlocal_block = None  # NLN: set on some blocks, applied after the residual sum
 
 
 def nonlocal_positions(num_blocks: int, limit: int) -> list[int]:
@@ -194,15 +197,15 @@ class VideoResNet(nn.Module):
                 design.conv(self.inplanes, planes * block.expansion, 1, stride, t_stride=t_stride),
                 design.bn(planes * block.expansion),
             )
-        modules: list[nn.Module] = []
-        nl_after = set(nonlocal_positions(blocks, nonlocal_limit))
+        modules: list[_Block] = []
         for i in range(blocks):
             first = i == 0
             modules.append(block(self.inplanes, planes, stride if first else 1, downsample if first else None,
                                  design, t_stride if first else 1))
             self.inplanes = planes * block.expansion
-            if i in nl_after:
-                modules.append(NonLocalBlock(self.inplanes))
+        # Non-local blocks live inside the block they follow, so torchvision's block indices (keys) stay intact.
+        for i in nonlocal_positions(blocks, nonlocal_limit):
+            modules[i].nonlocal_block = NonLocalBlock(self.inplanes)
         return nn.Sequential(*modules)
 
     def _init_weights(self) -> None:

@@ -1,0 +1,187 @@
+"""Model zoo: shapes of every model, the paper's cost figures, temporal modules against direct loops."""
+
+import pytest
+import torch
+
+from actionbench import build_model, list_models
+from actionbench.models.temporal import NonLocalBlock, TemporalAggregation, TemporalShift
+from actionbench.profiling.flops import count_flops
+from actionbench.profiling.params import count_params
+
+
+def _small_model(name: str, temporal_pooling: bool):
+    options = {"base_channels": 8} if "resnet" in name and not name.startswith("slowfast") else {}
+    return build_model(name, num_classes=5, num_frames=8, temporal_pooling=temporal_pooling, **options)
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("temporal_pooling", [False, True])
+def test_every_model_maps_clips_to_logits(name, temporal_pooling):
+    if name.startswith("slowfast") and temporal_pooling:
+        with pytest.raises(ValueError, match="temporal pooling"):
+            _small_model(name, temporal_pooling)
+        return
+    torch.manual_seed(0)
+    model = _small_model(name, temporal_pooling)
+    size = 64 if "inception" in name else 32
+    frames = 32 if name.startswith("slowfast") else 8
+    logits = model(torch.randn(2, 3, frames, size, size))
+    assert logits.shape == (2, 5)
+    assert torch.isfinite(logits).all()
+    assert len(model.mean) == len(model.std) == 3
+    assert model.fc.out_features == 5
+
+
+def test_normalisation_per_family():
+    assert build_model("tsn_inception_v1", 3, 8).mean == (0.5, 0.5, 0.5)
+    assert build_model("tsn_resnet18", 3, 8).mean == (0.485, 0.456, 0.406)
+
+
+# (model, frames, size, temporal pooling) -> (conv multiply-adds, params), 87 classes: the paper's Table 3, the
+# supplementary's Table 1 and the counts read from the paper's code (shared/reference/paper-code-facts.md).
+PAPER_COUNTS = {
+    ("tsn_inception_v1", 8, 224, False): (11_978_817_536, 5_689_079),
+    ("i3d_inception_v1", 8, 224, False): (33_573_614_592, 12_376_439),
+    ("tconv_inception_v1", 8, 224, False): (32_177_266_688, 17_206_775),
+    ("tam_inception_v1", 8, 224, False): (12_047_006_720, 5_706_503),
+    ("tsn_resnet50", 8, 224, False): (32_697_090_048, 23_686_295),
+    ("i3d_resnet50", 8, 224, False): (64_180_322_304, 46_339_607),
+    ("tconv_resnet50", 8, 224, False): (106_992_893_952, 71_474_327),
+    ("tam_resnet50", 8, 224, False): (32_831_963_136, 23_725_655),
+    ("tsm_resnet50", 8, 224, False): (32_697_090_048, 23_686_295),
+    ("nln_resnet50", 8, 224, False): (None, 31_044_759),
+    ("tsn_resnet50", 8, 224, True): (14_135_984_128, None),
+    ("tam_resnet50", 8, 224, True): (14_213_054_464, None),
+    ("i3d_resnet50", 8, 224, True): (29_460_135_936, None),
+    ("s3d_resnet50", 8, 224, True): (19_672_203_264, None),
+    ("tsn_inception_v1", 8, 224, True): (6_521_725_952, None),
+    ("i3d_inception_v1", 8, 224, True): (21_411_353_600, None),
+    ("s3d_inception_v1", 8, 224, True): (12_264_670_208, None),
+}
+
+
+@pytest.mark.parametrize("key", list(PAPER_COUNTS), ids=lambda k: f"{k[0]}-f{k[1]}-{k[2]}-tp{int(k[3])}")
+def test_costs_match_the_paper(key):
+    name, frames, size, pooling = key
+    macs, params = PAPER_COUNTS[key]
+    model = build_model(name, 87, frames, temporal_pooling=pooling)
+    if params is not None:
+        assert count_params(model) == params
+    if macs is not None:
+        assert count_flops(model, (1, 3, frames, size, size)).paper_macs == macs
+
+
+def test_table3_rounded_and_nln_total():
+    def gflops(name):
+        return round(count_flops(build_model(name, 87, 8), (1, 3, 8, 224, 224)).paper_gflops, 1)
+
+    assert [gflops(n) for n in ("tsn_inception_v1", "i3d_inception_v1", "tconv_inception_v1", "tam_inception_v1")] \
+        == [12.0, 33.6, 32.2, 12.0]
+    nln = count_flops(build_model("nln_resnet50", 87, 8), (1, 3, 8, 224, 224))
+    assert 2 * nln.gmacs == pytest.approx(196, rel=0.02)  # every multiply-add, matmuls included, as 2 FLOPs
+
+
+def test_table1_costs_at_32_frames_256():
+    def gflops(name, frames=32, pooling=False):
+        return count_flops(build_model(name, 400, frames, temporal_pooling=pooling), (1, 3, frames, 256, 256))
+
+    assert round(gflops("tsn_resnet50", pooling=True).paper_gflops, 1) == 73.9
+    assert round(gflops("tam_resnet50").paper_gflops, 1) == 171.5
+    assert round(gflops("i3d_resnet50").paper_gflops, 1) == 335.3
+    assert gflops("slowfast_resnet50").paper_gflops == pytest.approx(65.7, rel=0.03)
+
+
+def _shift_loop(x, fold_div=8):
+    n, t, c = x.shape[:3]
+    fold = c // fold_div
+    out = torch.zeros_like(x)
+    for b in range(n):
+        for i in range(t):
+            for ch in range(c):
+                if ch < fold:
+                    out[b, i, ch] = x[b, i - 1, ch] if i > 0 else 0
+                elif ch < 2 * fold:
+                    out[b, i, ch] = x[b, i + 1, ch] if i < t - 1 else 0
+                else:
+                    out[b, i, ch] = x[b, i, ch]
+    return out
+
+
+def test_tsm_shift_matches_a_direct_loop():
+    x = torch.randn(2, 5, 16, 3, 3)
+    torch.testing.assert_close(TemporalShift()(x), _shift_loop(x))
+
+
+def _aggregate_loop(x, weights):
+    """weights[k](frame) for k = prev, cur, next; zero outside the clip; ReLU."""
+    n, t = x.shape[:2]
+    out = torch.zeros_like(x)
+    for b in range(n):
+        for i in range(t):
+            acc = weights[1](x[b, i])
+            if i > 0:
+                acc = acc + weights[0](x[b, i - 1])
+            if i < t - 1:
+                acc = acc + weights[2](x[b, i + 1])
+            out[b, i] = acc.clamp(min=0)
+    return out
+
+
+def test_tam_aggregation_matches_a_direct_loop():
+    torch.manual_seed(0)
+    tam = TemporalAggregation(6)
+    with torch.no_grad():
+        tam.weight.normal_()
+    x = torch.randn(2, 4, 6, 3, 3)
+    per_channel = [lambda f, k=k: f * tam.weight[:, k].view(-1, 1, 1) for k in range(3)]
+    torch.testing.assert_close(tam(x), _aggregate_loop(x, per_channel))
+
+
+def test_conv_aggregation_matches_a_direct_loop():
+    torch.manual_seed(0)
+    tconv = TemporalAggregation(6, full=True)
+    with torch.no_grad():
+        tconv.conv.weight.normal_()
+    x = torch.randn(2, 4, 6, 3, 3)
+    w = tconv.conv.weight[:, :, 0, 0].view(3, 6, 6)  # [prev, cur, next] x (out, in)
+    full = [lambda f, k=k: torch.einsum("oi,ihw->ohw", w[k], f) for k in range(3)]
+    torch.testing.assert_close(tconv(x), _aggregate_loop(x, full), rtol=1e-4, atol=1e-5)
+
+
+def test_tam_counts_as_depthwise_convolutions():
+    macs = count_flops(TemporalAggregation(4), (1, 8, 4, 5, 5)).paper_macs
+    assert macs == 3 * 8 * 4 * 5 * 5
+
+
+def test_nonlocal_block_matches_softmax_attention_loop():
+    torch.manual_seed(0)
+    block = NonLocalBlock(4).eval()
+    with torch.no_grad():
+        block.bn.weight.fill_(1.0)
+    x = torch.randn(1, 2, 4, 2, 3)
+    positions = [(t, h, w) for t in range(2) for h in range(2) for w in range(3)]
+
+    def embed(conv, t, h, w):
+        return conv.weight[:, :, 0, 0] @ x[0, t, :, h, w] + conv.bias
+
+    expected = torch.empty_like(x)
+    for t, h, w in positions:
+        q = embed(block.theta, t, h, w)
+        scores = torch.stack([q @ embed(block.phi, *p) for p in positions]).softmax(0)
+        y = sum(s * embed(block.g, *p) for s, p in zip(scores, positions, strict=True))
+        z = block.w.weight[:, :, 0, 0] @ y + block.w.bias
+        expected[0, t, :, h, w] = x[0, t, :, h, w] + block.bn(z.view(1, 1, -1, 1, 1)).view(-1)
+    torch.testing.assert_close(block(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_nln_keeps_torchvision_block_indices():
+    nln_keys = set(build_model("nln_resnet50", 10, 8).state_dict())
+    tsn_keys = set(build_model("tsn_resnet50", 10, 8).state_dict())
+    assert {k for k in nln_keys if "nonlocal_block" not in k} == tsn_keys
+    assert {k.split(".nonlocal_block")[0] for k in nln_keys - tsn_keys} == {
+        "layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5"}
+
+
+def test_unknown_model_names_a_close_one():
+    with pytest.raises(ValueError, match="tam_resnet50"):
+        build_model("tam_resnet05", 10, 8)
