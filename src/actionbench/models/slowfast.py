@@ -63,6 +63,7 @@ class Lateral(nn.Module):
 
 
 class SlowFast(nn.Module):
+    has_imagenet_parent = False  # trained from scratch, as in the SlowFast paper
     def __init__(self, num_classes: int, num_frames: int = 32, alpha: int = 4, beta_inv: int = 8,
                  dropout: float = 0.5, layers: tuple[int, ...] = (3, 4, 6, 3)) -> None:
         super().__init__()

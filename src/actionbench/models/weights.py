@@ -54,7 +54,7 @@ def _raise_if_mismatch(source: str, missing: list[str], unexpected: list[str], w
 def backbone_of(model: nn.Module) -> str:
     """`tam_resnet50` -> `resnet50`."""
     name = getattr(model, "name", "")
-    for backbone in IMAGENET_URLS:
+    for backbone in IMAGENET_URLS if getattr(model, "has_imagenet_parent", True) else ():
         if name.endswith("_" + backbone):
             return backbone
     raise ValueError(f"model {name!r} has no 2D ImageNet parent; train it from scratch (pretrained=None)")
@@ -141,7 +141,7 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Te
             wrong_shape.append(f"{key} {tuple(value.shape)} vs model {tuple(want.shape)}")
     missing = [
         k for k in target
-        if k not in loaded and not _NEW_TEMPORAL_KEY.search(k) and not k.startswith("fc.")
+        if k not in state and not _NEW_TEMPORAL_KEY.search(k) and not k.startswith("fc.")
         and not k.endswith("num_batches_tracked")  # absent from some older torchvision-format files; harmless
     ]
     _raise_if_mismatch(label, missing, unexpected, wrong_shape)
