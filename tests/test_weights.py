@@ -130,7 +130,8 @@ def test_key_mismatches_are_named(tmp_path):
         load_weights(build_model("tsn_resnet18", 7, 8, base_channels=8), wrong)
 
     path, _ = random_imagenet_file(tmp_path, build_model("tsn_resnet18", 1000, 8))
-    with pytest.raises(WeightsMismatchError, match=r"missing keys: layer1.0.conv3.weight.*shape mismatches: layer1.0.conv1.weight"):
+    expected = r"missing keys: layer1.0.conv3.weight.*shape mismatches: layer1.0.conv1.weight"
+    with pytest.raises(WeightsMismatchError, match=expected):
         build_model("tsn_resnet50", 10, 8, pretrained=path)  # a ResNet-18 file for a ResNet-50
 
 
