@@ -185,3 +185,11 @@ def test_nln_keeps_torchvision_block_indices():
 def test_unknown_model_names_a_close_one():
     with pytest.raises(ValueError, match="tam_resnet50"):
         build_model("tam_resnet05", 10, 8)
+
+
+def test_tsm_and_tam_gradients_are_exact():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(TemporalShift(), (x,))
+    weight = torch.randn(16, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: TemporalAggregation.function(x, w), (x, weight))

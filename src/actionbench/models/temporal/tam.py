@@ -4,8 +4,8 @@ out[t] = ReLU(W_prev x[t-1] + W_cur x[t] + W_next x[t+1]), frames outside the cl
 TAM: the three W are depthwise 1x1 convolutions (a weight per channel). Conv.: full CxC 1x1 convolutions.
 
 The paper's TAM used a 3D depthwise convolution that ran at ~1/4 of TSN's speed on a V100. Here TAM is three
-fused multiply-adds on shifted views (memory bound, a few percent of a block's time) and Conv. is one 1x1
-convolution to 3C channels followed by the same shifted sum.
+fused multiply-adds on shifted views in one autograd node (memory bound, a few percent of a block's time) and Conv.
+is one 1x1 convolution to 3C channels followed by the same shifted sum.
 """
 
 from __future__ import annotations
@@ -24,12 +24,50 @@ def shifted_sum(prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor) -> tor
     return out
 
 
+def _aggregate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """`w0 x[t-1] + w1 x[t] + w2 x[t+1]` with per-channel weights `w` of shape (1, 1, C, 3, 1, 1)."""
+    out = x * w[:, :, :, 1]
+    out[:, 1:].addcmul_(x[:, :-1], w[:, :, :, 0])
+    out[:, :-1].addcmul_(x[:, 1:], w[:, :, :, 2])
+    return out
+
+
+class _DepthwiseAggregation(torch.autograd.Function):
+    """TAM as one autograd node: fused multiply-adds forward, their transposes backward, no slice bookkeeping."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        w = weight.view(1, 1, weight.shape[0], 3, 1, 1)
+        out = _aggregate(x, w).relu_()
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, out = ctx.saved_tensors
+        g = grad.masked_fill(out <= 0, 0)
+        w = weight.view(1, 1, weight.shape[0], 3, 1, 1)
+        # x[s] fed out[s] via w1, out[s+1] via w0 and out[s-1] via w2: the same sum with the outer weights swapped.
+        grad_x = _aggregate(g, w.flip(3)) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            dims = (0, 1, 3, 4)
+            grad_w = torch.stack([
+                (g[:, 1:] * x[:, :-1]).sum(dims),
+                (g * x).sum(dims),
+                (g[:, :-1] * x[:, 1:]).sum(dims),
+            ], dim=1)
+        return grad_x, grad_w
+
+
 class TemporalAggregation(nn.Module):
     """TAM (`full=False`) or Conv. (`full=True`) on `(N, T, C, H, W)` activations.
 
     Initialised as the identity (W_cur = I, others 0) so that ImageNet weights behave as in the 2D model at
     the start of training; the ReLU is then a no-op on the non-negative block inputs.
     """
+
+    function = _DepthwiseAggregation.apply  # the TAM computation on (x, weight), for tests and reuse
 
     def __init__(self, channels: int, full: bool = False) -> None:
         super().__init__()
@@ -53,11 +91,7 @@ class TemporalAggregation(nn.Module):
             y = self.conv(x)
             prev, cur, nxt = y.chunk(3, dim=2)
             return shifted_sum(prev, cur, nxt).relu_()
-        w = self.weight.view(1, 1, self.channels, 3, *([1] * (x.dim() - 3)))
-        out = x * w[:, :, :, 1]
-        out[:, 1:] += x[:, :-1] * w[:, :, :, 0]
-        out[:, :-1] += x[:, 1:] * w[:, :, :, 2]
-        return out.relu_()
+        return _DepthwiseAggregation.apply(x, self.weight)
 
     def conv_macs(self, inputs: tuple, output: torch.Tensor) -> int:
         """Multiply-adds of the equivalent depthwise convolutions (the profiler's conv convention)."""

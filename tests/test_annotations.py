@@ -1,0 +1,90 @@
+"""Annotation formats as downloaded, error messages, Mini-datasets."""
+
+import json
+
+import pytest
+
+from actionbench.cli import main
+from actionbench.data.annotations import AnnotationError, load_annotations, make_mini
+
+
+def test_list_file_with_indices_names_and_tsn_frame_counts(tmp_path):
+    (tmp_path / "a.txt").write_text("videos/x.mp4 1\nvideos/y.mp4 0\n# comment\n\nframes/z 30 2\n")
+    ann = load_annotations(tmp_path / "a.txt")
+    assert [(r.path, r.label, r.num_frames) for r in ann.records] == [
+        ("videos/x.mp4", 1, None), ("videos/y.mp4", 0, None), ("frames/z", 2, 30)]
+    assert ann.classes == ["0", "1", "2"]
+    (tmp_path / "b.txt").write_text("v/1.mp4 walk\nv/2.mp4 run\n")
+    assert [r.label for r in load_annotations(tmp_path / "b.txt").records] == [1, 0]  # sorted names: run, walk
+
+
+def test_csv_with_classes_file(tmp_path):
+    (tmp_path / "classes.txt").write_text("walk\nrun\n")
+    (tmp_path / "train.csv").write_text("path,label\nv/1.mp4,run\nv/2.mp4,0\n")
+    ann = load_annotations(tmp_path / "train.csv")
+    assert [r.label for r in ann.records] == [1, 0] and ann.classes == ["walk", "run"]
+
+
+def test_malformed_lines_and_unknown_labels_name_file_and_line(tmp_path):
+    (tmp_path / "bad.txt").write_text("ok.mp4 0\njustonetoken\n")
+    with pytest.raises(AnnotationError, match=r"bad.txt:2: expected"):
+        load_annotations(tmp_path / "bad.txt")
+    (tmp_path / "classes.txt").write_text("walk\nrun\n")
+    (tmp_path / "c.txt").write_text("a.mp4 run\nb.mp4 jump\n")
+    with pytest.raises(AnnotationError, match=r"c.txt:2: unknown label 'jump'"):
+        load_annotations(tmp_path / "c.txt")
+
+
+def test_kinetics_csv_resolves_files_in_any_layout(tmp_path):
+    (tmp_path / "train.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\n"
+        "abseiling,abc123,14,24,train\n"
+        "zumba,def456,0,10,train\n")
+    (tmp_path / "videos" / "zumba").mkdir(parents=True)
+    (tmp_path / "videos" / "zumba" / "def456_000000_000010.mp4").write_bytes(b"")
+    ann = load_annotations(tmp_path / "train.csv", root=tmp_path / "videos")
+    assert ann.classes == ["abseiling", "zumba"]
+    assert [(r.path, r.label, r.video_id) for r in ann.records] == [
+        ("abc123_000014_000024.mp4", 0, "abc123_000014_000024"),
+        ("zumba/def456_000000_000010.mp4", 1, "def456_000000_000010")]
+
+
+def test_something_something_v2_json(tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps({"Pushing something from left to right": "1",
+                                                      "Approaching something with your camera": "0"}))
+    (tmp_path / "validation.json").write_text(json.dumps([
+        {"id": "74225", "label": "pushing a cup from left to right",
+         "template": "Pushing [something] from left to right", "placeholders": ["a cup"]}]))
+    ann = load_annotations(tmp_path / "validation.json")
+    assert ann.records[0].path == "74225.webm" and ann.records[0].label == 1
+    assert ann.classes[0] == "Approaching something with your camera"
+
+
+def test_moments_in_time_and_ucf101(tmp_path):
+    (tmp_path / "moments_categories.txt").write_text("clapping,1\naiming,0\n")
+    (tmp_path / "trainingSet.csv").write_text("clapping/a.mp4,clapping,3,0\naiming/b.mp4,aiming,2,1\n")
+    ann = load_annotations(tmp_path / "trainingSet.csv")
+    assert [r.label for r in ann.records] == [1, 0] and ann.classes == ["aiming", "clapping"]
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+    (tmp_path / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 2\n")
+    (tmp_path / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\n")
+    assert load_annotations(tmp_path / "trainlist01.txt").records[0].label == 1
+    assert load_annotations(tmp_path / "testlist01.txt").records[0].label == 0
+
+
+def test_mini_dataset_is_seeded_and_byte_reproducible(tmp_path):
+    lines = "".join(f"v/{i}.mp4 c{i % 10}\n" for i in range(100))
+    (tmp_path / "train.txt").write_text(lines)
+    (tmp_path / "val.txt").write_text("".join(lines.splitlines(keepends=True)[:30]))
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"mini{run}"
+        assert main(["mini", str(tmp_path / "train.txt"), "--val", str(tmp_path / "val.txt"),
+                     "--fraction", "0.5", "--seed", "3", "--out", str(out)]) == 0
+        outs.append([(out / n).read_bytes() for n in ("train.txt", "val.txt", "classes.txt")])
+    assert outs[0] == outs[1]
+    classes = outs[0][2].decode().split()
+    assert len(classes) == 5 and classes == sorted(classes)
+    mini, chosen = make_mini(load_annotations(tmp_path / "train.txt"), 0.5, seed=3)
+    assert len(mini) == 50 and {r.label for r in mini.records} == set(range(5))
+    assert make_mini(load_annotations(tmp_path / "train.txt"), 0.5, seed=4)[1] != chosen
