@@ -1,0 +1,103 @@
+"""Frame-exact decoding on real files, including those popular readers get wrong."""
+
+import numpy as np
+import pytest
+
+from actionbench.data.decode import VideoDecodeError, VideoReader, decode_all, open_video
+from tests.videos import cut_with_edit_list, write_video
+
+
+def _check_every_access_pattern(path, expect_frames=None):
+    truth = decode_all(path)
+    with open_video(path) as reader:
+        assert len(reader) == len(truth)
+        if expect_frames is not None:
+            assert len(reader) == expect_frames
+        n = len(reader)
+        rng = np.random.default_rng(0)
+        patterns = [
+            list(range(n)),  # everything
+            [n - 1, 0, n // 2, n // 2],  # unsorted, repeated
+            list(range(0, n, 7)),  # uniform-like, forward
+            list(range(n // 3, n // 3 + 8)),  # dense
+            sorted(rng.choice(n, size=min(8, n), replace=False).tolist()),
+            [n - 1],  # last frame alone (seek to the last keyframe)
+            [1, 2],  # right after the first frames: decoded forward
+        ]
+        for indices in patterns:
+            got = reader.get_frames(indices)
+            assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
+            np.testing.assert_array_equal(got, truth[indices], err_msg=f"{path} frames {indices}")
+
+
+def test_h264_with_b_frames_at_two_gop_sizes(tmp_path):
+    _check_every_access_pattern(write_video(tmp_path / "g12.mp4", 60, gop=12, bframes=3), 60)
+    with VideoReader(tmp_path / "g12.mp4") as reader:
+        reader.get_frames([5, 50])
+        assert reader._seekable  # served by keyframe seeking, not by the sequential fallback
+    _check_every_access_pattern(write_video(tmp_path / "g250.mp4", 60, gop=250, bframes=2), 60)
+
+
+def test_open_gop_h264(tmp_path):
+    _check_every_access_pattern(write_video(tmp_path / "open.mp4", 72, gop=12, bframes=3, open_gop=True), 72)
+
+
+def test_mp4_cut_by_stream_copy_has_only_the_frames_after_the_cut(tmp_path):
+    source = write_video(tmp_path / "source.mp4", 60, gop=20, bframes=2)
+    cut = cut_with_edit_list(source, tmp_path / "cut.mp4", start_frame=25)
+    truth = decode_all(cut)
+    assert len(truth) == 35  # the 5 frames between the keyframe and the cut are hidden by the edit list
+    _check_every_access_pattern(cut, 35)
+    np.testing.assert_array_equal(truth, decode_all(source)[25:])
+
+
+def test_variable_frame_rate(tmp_path):
+    path = write_video(tmp_path / "vfr.mp4", 50, gop=10, durations=[33, 20, 50, 33, 66])
+    _check_every_access_pattern(path, 50)
+
+
+def test_mpeg_ts_falls_back_to_sequential_decoding(tmp_path):
+    path = write_video(tmp_path / "stream.ts", 45, gop=10, container_format="mpegts")
+    with VideoReader(path) as reader:
+        assert not reader._seekable
+    _check_every_access_pattern(path, 45)
+
+
+def test_webm_vp9(tmp_path):
+    _check_every_access_pattern(write_video(tmp_path / "clip.webm", 40, codec="libvpx-vp9", gop=10), 40)
+
+
+def test_resize_at_conversion(tmp_path):
+    path = write_video(tmp_path / "a.mp4", 12, width=64, height=48)
+    with open_video(path, short_side=24) as reader:
+        assert reader.get_frames([0, 5]).shape == (2, 24, 32, 3)
+
+
+def test_broken_files_raise_errors_naming_them(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoDecodeError, match="empty.mp4: empty file"):
+        open_video(tmp_path / "empty.mp4")
+    with pytest.raises(VideoDecodeError, match="missing.mp4: no such file"):
+        open_video(tmp_path / "missing.mp4")
+    good = write_video(tmp_path / "good.mp4", 30).read_bytes()
+    (tmp_path / "garbage.mp4").write_bytes(b"\x00" * 100 + good[-500:])
+    with pytest.raises(VideoDecodeError, match="garbage.mp4"):
+        open_video(tmp_path / "garbage.mp4").get_frames([0])
+    with open_video(tmp_path / "good.mp4") as reader, pytest.raises(IndexError, match="frame 30"):
+        reader.get_frames([30])
+
+
+def test_frame_folder_reader_simplejpeg_and_pil(tmp_path):
+    from PIL import Image
+
+    truth = decode_all(write_video(tmp_path / "a.mp4", 10))
+    folder = tmp_path / "frames" / "a"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(truth, start=1):  # 1-based on disk
+        Image.fromarray(image).save(folder / f"img_{i:05d}.jpg", quality=95)
+    with open_video(folder) as reader:
+        assert len(reader) == 10
+        got = reader.get_frames([0, 9, 9])
+    assert got.shape == (3, 48, 64, 3)
+    assert np.abs(got[1].astype(int) - truth[9].astype(int)).mean() < 4  # JPEG-close to frame 9
+    assert np.abs(got[0].astype(int) - truth[9].astype(int)).mean() > 10  # and clearly not another frame
