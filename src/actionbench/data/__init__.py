@@ -1,1 +1,1 @@
-"""data"""
+"""Video data pipeline: annotations -> sampling -> decoding -> transforms -> clips."""

@@ -1,0 +1,153 @@
+"""`VideoClipDataset`: annotations -> sampler -> decoder -> transforms, one clip (view) per item.
+
+Items are `(clip (C, T, H, W) float, label, video_index, view_index)`. Train and val give one item per video
+(val: the centre clip and crop); test gives `num_clips x num_crops` items per video, for video-level accuracy.
+
+Randomness comes from a generator seeded by (seed, epoch, item), so a run is reproducible whatever the number of
+data-loader workers; call `set_epoch` each epoch. A bad video (missing, empty, unreadable, no frames) never stops
+training: the item is replaced by another video chosen deterministically, the video is logged once with its path
+and reason, and recorded in a small log file shared by all worker processes (`bad_video_summary()`). In val/test
+modes a bad video is not replaced by another video's clip: its item comes back with label -1 so that evaluation
+can leave it out and report it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from actionbench.data.annotations import Annotations, VideoRecord, load_annotations
+from actionbench.data.decode import VideoDecodeError, open_video
+from actionbench.data.sampling import clip_indices
+from actionbench.data.transforms import MULTI_SCALES, TestTransform, TrainTransform
+
+log = logging.getLogger(__name__)
+MODES = ("train", "val", "test")
+_BAD_VIDEO_ERRORS = (VideoDecodeError, OSError, IndexError, ValueError, RuntimeError)
+
+
+class VideoClipDataset(Dataset):
+    def __init__(
+        self,
+        records: list[VideoRecord] | Annotations,
+        *,
+        root: str | Path = ".",
+        num_frames: int = 8,
+        sampling: str = "uniform",
+        stride: int = 1,
+        mode: str = "train",
+        num_clips: int = 1,
+        num_crops: int = 1,
+        size: int = 224,
+        scale_size: int | None = None,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        flip: str | bool = False,
+        train_scales=MULTI_SCALES,
+        short_side_range: tuple[int, int] | None = None,
+        seed: int = 0,
+        bad_video_log: str | Path | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.records = list(records.records if isinstance(records, Annotations) else records)
+        if not self.records:
+            raise ValueError("the dataset has no videos")
+        self.classes = records.classes if isinstance(records, Annotations) else None
+        self.root = Path(root)
+        self.num_frames, self.sampling, self.stride, self.mode = num_frames, sampling, stride, mode
+        self.num_clips = num_clips if mode == "test" else 1
+        self.num_crops = num_crops if mode == "test" else 1
+        self.seed, self.epoch = seed, 0
+        if mode == "train":
+            self.transform = TrainTransform(size, mean, std, scales=train_scales, short_side_range=short_side_range,
+                                            flip=flip)
+        else:
+            self.transform = TestTransform(size, mean, std, num_crops=self.num_crops, scale_size=scale_size)
+        if bad_video_log is None:
+            fd, bad_video_log = tempfile.mkstemp(prefix="actionbench-bad-videos-", suffix=".tsv")
+            os.close(fd)
+        self.bad_video_log = Path(bad_video_log)
+        self._frame_counts: dict[int, int] = {}
+        self._logged: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.records) * self.num_clips * self.num_crops
+
+    @property
+    def views_per_video(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def path_of(self, record: VideoRecord) -> Path:
+        path = Path(record.path)
+        return path if path.is_absolute() else self.root / path
+
+    def load_clip(self, video_index: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
+        """Decode the frames of one clip, uint8 (T, H, W, 3)."""
+        record = self.records[video_index]
+        with open_video(self.path_of(record)) as reader:
+            count = self._frame_counts.setdefault(video_index, len(reader))
+            indices = clip_indices(count, self.num_frames, sampling=self.sampling, train=self.mode == "train",
+                                   stride=self.stride, clip_index=clip_index, num_clips=self.num_clips, rng=rng)
+            return reader.get_frames(indices)
+
+    def _report_bad(self, record: VideoRecord, exc: BaseException) -> None:
+        path = str(self.path_of(record))
+        if path in self._logged:
+            return
+        self._logged.add(path)
+        reason = str(exc).replace("\t", " ").replace("\n", " ")
+        log.warning("bad video %s: %s", path, reason)
+        with open(self.bad_video_log, "a") as f:  # one short append per bad video: safe across worker processes
+            f.write(f"{path}\t{reason}\n")
+
+    def bad_video_summary(self) -> dict[str, str]:
+        """Every bad video met so far by any worker: path -> reason."""
+        if not self.bad_video_log.is_file():
+            return {}
+        summary = {}
+        for line in self.bad_video_log.read_text().splitlines():
+            path, _, reason = line.partition("\t")
+            summary.setdefault(path, reason)
+        return summary
+
+    def __getitem__(self, index: int):
+        video_index, view = divmod(index, self.views_per_video)
+        clip_index, crop_index = divmod(view, self.num_crops)
+        if self.mode != "train":
+            record = self.records[video_index]
+            try:
+                frames = torch.from_numpy(self.load_clip(video_index, clip_index, None))
+            except _BAD_VIDEO_ERRORS as exc:
+                self._report_bad(record, exc)
+                size = self.transform.size
+                return torch.zeros(3, self.num_frames, size, size), -1, video_index, view
+            return self.transform(frames, crop_index), record.label, video_index, view
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        for attempt in range(len(self.records)):
+            record = self.records[video_index]
+            try:
+                frames = torch.from_numpy(self.load_clip(video_index, 0, rng))
+            except _BAD_VIDEO_ERRORS as exc:
+                self._report_bad(record, exc)
+                video_index = int(rng.integers(len(self.records)))  # a deterministic replacement
+                continue
+            clip, label = self.transform(frames, record.label, rng)
+            return clip, label, video_index, 0
+        raise RuntimeError(f"no readable video found after {attempt + 1} attempts; see {self.bad_video_log}")
+
+
+def build_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,
+                  **kwargs) -> VideoClipDataset:
+    """Load an annotation file (any supported format) and wrap it in a `VideoClipDataset`."""
+    ann = load_annotations(annotations, format, root=root)
+    return VideoClipDataset(ann, root=root or Path(annotations).parent, **kwargs)
