@@ -1,0 +1,230 @@
+"""Typed run configuration: dataclasses, loaded from YAML with `key=value` overrides.
+
+An unknown key (with the closest known names) or a value of the wrong type is an error naming the key.
+The keys below are a stable contract: scripts outside the project rely on them (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tsn_resnet18"
+    pretrained: str | None = None  # path to a torchvision-format 2D file, "imagenet", or null
+    temporal_pooling: bool = False
+    dropout: float = 0.5
+    base_channels: int = 64  # ResNet width (reduced for CPU runs)
+    inflate_divide: bool = False
+    init_from: str | None = None  # a checkpoint of the same model at another frame count (f8 -> f16)
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # folder the annotation paths are relative to (default: the annotation file's folder)
+    train_list: str = ""
+    val_list: str = ""
+    test_list: str | None = None  # default: val_list
+    format: str | None = None  # detected when null: list | csv | kinetics | ssv2 | mit | ucf101
+    frames: int = 8
+    sampling: str = "uniform"  # uniform | dense
+    stride: int = 2  # dense sampling: frames between sampled frames
+    size: int = 224
+    scale_size: int | None = None  # val/test: shorter side before cropping (default: size)
+    short_side_range: list[int] | None = None  # train: random shorter side in [a, b] + random crop; null: TSN crops
+    train_scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # TSN multi-scale crops
+    batch_size: int = 8  # GLOBAL batch, split across ranks
+    workers: int = 2
+    flip: str = "false"  # false | true | path to a class-swap map
+    seed_offset: int = 0
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 75
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    no_decay_bn_bias: bool = False
+    schedule: str = "cosine"  # cosine | multistep | constant
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs where the rate drops
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    warmup_start_lr: float = 0.01
+    clip_grad: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a grad scaler on CUDA)
+    grad_accum: int = 1
+    sync_bn: bool = False  # CUDA only; plain BN with a warning on CPU
+    freeze_bn: bool = False  # BN layers kept in eval mode (fine-tuning with small batches)
+    channels_last: bool = False
+    checkpoint_every: int = 0  # also write last.pt every N iterations (0: only at epoch ends)
+    resume: bool = False
+    deterministic: bool = False
+    eval_every: int = 1  # epochs between validations
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TestConfig:
+    num_clips: int = 10  # video level: m clips x k crops (paper: 10 x 3 on Kinetics, 2 x 3 on SSV2)
+    num_crops: int = 3
+    aggregate: str = "logits"  # logits | softmax
+    scale_size: int | None = None  # shorter side for the test crops (default: data.scale_size or data.size)
+    batch_size: int | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    seed: int = 0
+    output_dir: str = "runs/run"
+    device: str = "auto"  # auto | cpu | cuda
+    dataset: str = ""  # a name for reports (default: the annotation folder's name)
+
+
+class ConfigError(ValueError):
+    """A bad key or value; the message names it."""
+
+
+def _check_type(key: str, value, hint):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(key, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool | int | float):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _apply(obj, values: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping of {key}.* keys, got {value!r}")
+            _apply(current, value, f"{key}.")
+        else:
+            setattr(obj, name, _check_type(key, value, hints[name]))
+
+
+def _parse_override(text: str) -> dict:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.02)")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    nested: dict = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then `key=value` overrides, each checked against the schema."""
+    cfg = Config()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        base = values.pop("base", None)
+        if base:  # a preset may build on another: `base: other.yaml` (relative to this file)
+            cfg = load_config(path.parent / base)
+        try:
+            _apply(cfg, values)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides:
+        _apply(cfg, _parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    choices = {"data.sampling": (cfg.data.sampling, ("uniform", "dense")),
+               "optim.schedule": (cfg.optim.schedule, ("cosine", "multistep", "constant")),
+               "train.amp": (cfg.train.amp, ("none", "bf16", "fp16")),
+               "test.aggregate": (cfg.test.aggregate, ("logits", "softmax")),
+               "device": (cfg.device, ("auto", "cpu", "cuda"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    for key, value in (("data.frames", cfg.data.frames), ("data.batch_size", cfg.data.batch_size),
+                       ("optim.epochs", cfg.optim.epochs), ("train.grad_accum", cfg.train.grad_accum)):
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def from_dict(values: dict) -> Config:
+    cfg = Config()
+    _apply(cfg, values)
+    return cfg

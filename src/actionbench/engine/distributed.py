@@ -1,0 +1,94 @@
+"""torchrun / DDP helpers: process group set-up, rank info, the global-batch sampler, gathering results."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU); no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def cleanup_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class GlobalBatchSampler(Sampler[int]):
+    """Indices of one epoch for one rank: a seeded permutation cut into global batches, each split across ranks.
+
+    Rank r of W gets the r-th slice of every global batch, so a W-process run sees the same batches as a single
+    process with the same global batch size. `start_batch` skips the batches a resumed run has already seen.
+    The last partial global batch is dropped when training (every rank needs the same number of steps).
+    """
+
+    def __init__(self, size: int, global_batch: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True, start_batch: int = 0) -> None:
+        if global_batch % world_size:
+            raise ValueError(f"data.batch_size={global_batch} must divide evenly across {world_size} processes")
+        self.size, self.global_batch, self.seed, self.epoch = size, global_batch, seed, epoch
+        self.rank, self.world_size, self.shuffle, self.start_batch = rank, world_size, shuffle, start_batch
+        self.local_batch = global_batch // world_size
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.size // self.global_batch
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        for b in range(self.start_batch, self.batches_per_epoch):
+            start = b * self.global_batch + self.rank * self.local_batch
+            yield from order[start : start + self.local_batch].tolist()
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.local_batch
+
+
+def shard_indices(size: int, rank: int, world_size: int) -> list[int]:
+    """Evaluation: every index exactly once across ranks (no padding, so nothing is counted twice)."""
+    return list(range(rank, size, world_size))
+
+
+def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float:
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / info.world_size
+
+
+def gather_objects(obj, info: DistInfo) -> list:
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,87 @@
+"""Clip- and video-level evaluation: per-view logits, gathered across ranks, aggregated per video.
+
+Every view is evaluated exactly once across ranks (the dataset is sharded without padding) and results are keyed
+by (video, view), so no sample is counted twice whatever the world size. Videos the dataset reports as bad
+(label -1) are left out of the accuracy and counted in `bad_videos`.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
+
+
+@torch.no_grad()
+def collect_view_logits(model, dataset, *, batch_size: int, workers: int, device: torch.device, info: DistInfo,
+                        autocast=None, progress=None) -> tuple[dict, dict]:
+    """{(video, view): logits} and {video: label} for the whole dataset, on every rank."""
+    model.eval()
+    shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, shuffle=False)
+    logits: dict[tuple[int, int], torch.Tensor] = {}
+    labels: dict[int, int] = {}
+    for clips, targets, videos, views in (progress(loader) if progress else loader):
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            out = model(clips.to(device, non_blocking=True)).float().cpu()
+        for row, target, video, view in zip(out, targets.tolist(), videos.tolist(), views.tolist(), strict=True):
+            logits[(video, view)] = row
+            labels[video] = target
+    merged_logits, merged_labels = {}, {}
+    for part_logits, part_labels in gather_objects((logits, labels), info):
+        merged_logits.update(part_logits)
+        merged_labels.update(part_labels)
+    return merged_logits, merged_labels
+
+
+def aggregate_videos(view_logits: dict, labels: dict, aggregate: str = "logits") -> tuple[np.ndarray, np.ndarray, list]:
+    """Per-video scores (views averaged as logits or softmax) for the good videos; returns scores, labels, bad ids."""
+    by_video: dict[int, list[torch.Tensor]] = {}
+    for (video, _), row in sorted(view_logits.items()):
+        by_video.setdefault(video, []).append(row)
+    videos = sorted(v for v in by_video if labels[v] >= 0)
+    bad = sorted(v for v in by_video if labels[v] < 0)
+    if not videos:
+        return np.zeros((0, 0)), np.zeros(0, dtype=int), bad
+    stacked = [torch.stack(by_video[v]) for v in videos]
+    if aggregate == "softmax":
+        scores = torch.stack([s.softmax(-1).mean(0) for s in stacked])
+    else:
+        scores = torch.stack([s.mean(0) for s in stacked])
+    return scores.numpy(), np.array([labels[v] for v in videos]), bad
+
+
+def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """top-1, top-5, mean per-class accuracy (in %) and the confusion matrix (rows: true class)."""
+    if len(labels) == 0:
+        return {"top1": float("nan"), "top5": float("nan"), "mean_class_acc": float("nan"),
+                "confusion": np.zeros((num_classes, num_classes), dtype=np.int64), "count": 0}
+    order = np.argsort(-scores, axis=1)
+    k = min(5, num_classes)
+    top1 = order[:, 0] == labels
+    top5 = (order[:, :k] == labels[:, None]).any(1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, order[:, 0]), 1)
+    per_class = [confusion[c, c] / confusion[c].sum() for c in range(num_classes) if confusion[c].sum()]
+    return {"top1": 100 * top1.mean(), "top5": 100 * top5.mean(), "mean_class_acc": 100 * float(np.mean(per_class)),
+            "confusion": confusion, "count": int(len(labels))}
+
+
+def write_predictions(path: str | Path, dataset, view_logits: dict, labels: dict, classes: list[str],
+                      aggregate: str) -> None:
+    """One CSV row per video: id, path, true label, predicted label, score, top-5."""
+    scores, _, _ = aggregate_videos(view_logits, labels, aggregate)
+    videos = sorted(v for v in labels if labels[v] >= 0)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video_id", "path", "label", "predicted", "score", "top5"])
+        for video, row in zip(videos, scores, strict=True):
+            order = np.argsort(-row)[:5]
+            record = dataset.records[video]
+            writer.writerow([record.video_id, record.path, classes[labels[video]], classes[order[0]],
+                             f"{row[order[0]]:.4f}", "|".join(classes[i] for i in order)])

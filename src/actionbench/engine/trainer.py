@@ -1,0 +1,309 @@
+"""Training: single process or torchrun DDP, exact resume, per-iteration schedules, checkpoints, final test.
+
+`train(cfg)` returns (and rank 0 writes to `output_dir/results.json`) the run's results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from actionbench.config import Config, save_config, to_dict
+from actionbench.data.annotations import Annotations, load_annotations
+from actionbench.data.dataset import VideoClipDataset
+from actionbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from actionbench.engine.distributed import (
+    DistInfo,
+    GlobalBatchSampler,
+    all_reduce_mean,
+    cleanup_distributed,
+    init_distributed,
+)
+from actionbench.engine.evaluation import accuracy_metrics, aggregate_videos, collect_view_logits, write_predictions
+from actionbench.engine.logging import MetricsLogger, make_progress
+from actionbench.engine.schedules import learning_rate
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but this machine has no CUDA device; use device=cpu")
+    return torch.device(name)
+
+
+def data_root(cfg: Config, list_file: str) -> Path:
+    return Path(cfg.data.root) if cfg.data.root else Path(list_file).parent
+
+
+def load_split(cfg: Config, list_file: str, classes: list[str] | None = None) -> Annotations:
+    ann = load_annotations(list_file, cfg.data.format, root=data_root(cfg, list_file))
+    if classes is not None and ann.classes != classes:
+        raise ValueError(f"{list_file} has {ann.num_classes} classes that differ from the training set's "
+                         f"{len(classes)}; use the same class list (classes.txt) for every split")
+    return ann
+
+
+def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model: nn.Module,
+                 bad_video_log: Path | None) -> VideoClipDataset:
+    d = cfg.data
+    test = mode == "test"
+    scale = (cfg.test.scale_size if test else None) or d.scale_size or d.size
+    return VideoClipDataset(
+        ann, root=data_root(cfg, list_file), num_frames=d.frames, sampling=d.sampling, stride=d.stride, mode=mode,
+        num_clips=cfg.test.num_clips if test else 1, num_crops=cfg.test.num_crops if test else 1, size=d.size,
+        scale_size=scale, mean=model.mean, std=model.std, flip=d.flip, train_scales=tuple(d.train_scales),
+        short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
+        seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
+    )
+
+
+def build_run_model(cfg: Config, num_classes: int) -> nn.Module:
+    from actionbench.models.registry import build_model
+    from actionbench.models.weights import load_weights
+
+    options = {"base_channels": cfg.model.base_channels} if "resnet" in cfg.model.name and \
+        not cfg.model.name.startswith("slowfast") else {}
+    if cfg.model.inflate_divide:
+        options["inflate_divide"] = True
+    model = build_model(cfg.model.name, num_classes, cfg.data.frames, temporal_pooling=cfg.model.temporal_pooling,
+                        dropout=cfg.model.dropout, pretrained=cfg.model.pretrained, **options)
+    if cfg.model.init_from:
+        load_weights(model, cfg.model.init_from)
+    return model
+
+
+def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if o.no_decay_bn_bias and (p.dim() <= 1 or name.endswith(".bias")) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": o.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+
+
+def _autocast_factory(cfg: Config, device: torch.device):
+    if cfg.train.amp == "none":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _cost_figures(cfg: Config, num_classes: int) -> dict:
+    from actionbench.profiling import profile_model
+
+    options = {"base_channels": cfg.model.base_channels} if "resnet" in cfg.model.name and \
+        not cfg.model.name.startswith("slowfast") else {}
+    p = profile_model(cfg.model.name, cfg.data.frames, cfg.data.size, num_classes, cfg.model.temporal_pooling,
+                      **options)
+    return {"params": p["params"], "paper_gflops": p["paper_gflops"], "gmacs": p["gmacs"]}
+
+
+def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistInfo, device: torch.device,
+                 run_dir: Path | None, bad_video_log: Path | None, progress=None) -> dict:
+    """Clip level (val list, 1 centre clip) and video level (test list, m clips x k crops)."""
+    autocast = _autocast_factory(cfg, device)
+    batch = cfg.test.batch_size or max(1, cfg.data.batch_size // info.world_size)
+    results = {}
+    test_list = cfg.data.test_list or cfg.data.val_list
+    for level, mode, list_file in (("clip", "val", cfg.data.val_list), ("video", "test", test_list)):
+        ann = load_split(cfg, list_file, classes)
+        dataset = make_dataset(cfg, ann, list_file, mode, model, bad_video_log)
+        logits, labels = collect_view_logits(model, dataset, batch_size=batch, workers=cfg.data.workers,
+                                             device=device, info=info, autocast=autocast, progress=progress)
+        scores, truth, bad = aggregate_videos(logits, labels, cfg.test.aggregate)
+        metrics = accuracy_metrics(scores, truth, len(classes))
+        results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
+                        f"{level}_mean_class_acc": round(metrics["mean_class_acc"], 3),
+                        f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad)})
+        if level == "video" and run_dir is not None and info.is_main:
+            import numpy as np
+
+            np.savetxt(run_dir / "confusion.csv", metrics["confusion"], fmt="%d", delimiter=",")
+            write_predictions(run_dir / "predictions.csv", dataset, logits, labels, classes, cfg.test.aggregate)
+    results["mean_class_acc"] = results["video_mean_class_acc"]
+    return results
+
+
+def train(cfg: Config) -> dict:
+    device = resolve_device(cfg.device)
+    info = init_distributed(device.type)
+    try:
+        return _train(cfg, device, info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
+    run_dir = Path(cfg.output_dir)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    torch.manual_seed(cfg.seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    train_ann = load_split(cfg, cfg.data.train_list)
+    classes = train_ann.classes
+    model = build_run_model(cfg, len(classes))
+    bad_log = run_dir / "bad_videos.tsv"
+    train_ds = make_dataset(cfg, train_ann, cfg.data.train_list, "train", model, bad_log)
+    val_ann = load_split(cfg, cfg.data.val_list, classes)
+    val_ds = make_dataset(cfg, val_ann, cfg.data.val_list, "val", model, bad_log)
+    if cfg.train.sync_bn and info.enabled:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
+    if cfg.train.channels_last:
+        volumetric = any(p.dim() == 5 for p in model.parameters())
+        model = model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
+    model.to(device)
+    core = model
+    if info.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+    optimizer = _optimizer(cfg, core)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16" and device.type == "cuda")
+    autocast = _autocast_factory(cfg, device)
+    start_epoch, start_batch, step, best_top1 = 0, 0, 0, -1.0
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if cfg.train.resume and last_path.is_file():
+        state = load_checkpoint(last_path)
+        core.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+        best_top1 = state["best_top1"]
+        set_rng_state(state["rng"])
+        if info.is_main:
+            print(f"resuming {last_path}: epoch {start_epoch + 1}, batch {start_batch}, step {step}")
+    global_batch = cfg.data.batch_size
+    iters_per_epoch = len(train_ds) // global_batch
+    if iters_per_epoch == 0:
+        raise ValueError(f"data.batch_size={global_batch} is larger than the training set ({len(train_ds)} videos)")
+    logger = MetricsLogger(run_dir, info.is_main, cfg.train.tensorboard)
+    accum = cfg.train.grad_accum
+
+    def checkpoint(epoch: int, batch: int, path: Path = last_path) -> None:
+        if info.is_main:
+            save_checkpoint({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch, "step": step,
+                             "best_top1": best_top1, "rng": rng_state(), "config": to_dict(cfg),
+                             "classes": classes}, path)
+
+    progress = make_progress(info.is_main and cfg.train.progress)
+    started = time.time()
+    clips_seen = 0
+    with progress:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            train_ds.set_epoch(epoch)
+            first = start_batch if epoch == start_epoch else 0
+            sampler = GlobalBatchSampler(len(train_ds), global_batch, seed=cfg.seed, epoch=epoch, rank=info.rank,
+                                         world_size=info.world_size, start_batch=first)
+            loader = DataLoader(train_ds, batch_size=global_batch // info.world_size, sampler=sampler,
+                                num_workers=cfg.data.workers, pin_memory=device.type == "cuda")
+            model.train()
+            if cfg.train.freeze_bn:
+                _freeze_bn(model)
+            task = progress.add_task(f"epoch {epoch + 1}/{cfg.optim.epochs}", total=iters_per_epoch, completed=first,
+                                     info="")
+            tick = time.time()
+            for batch_index, (clips, labels, _, _) in enumerate(loader, start=first):
+                lr = learning_rate(cfg.optim, step, iters_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                if cfg.train.channels_last and clips.dim() == 5:
+                    clips = clips.contiguous(memory_format=torch.channels_last_3d)
+                with autocast():
+                    loss = nn.functional.cross_entropy(model(clips), labels)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(
+                        f"loss is {loss.item()} at epoch {epoch + 1}, iteration {batch_index + 1} (lr {lr:.4g}); "
+                        f"stopped. The last good checkpoint is {last_path if last_path.exists() else 'not written yet'}"
+                        "; lower optim.lr or set optim.clip_grad.")
+                scaler.scale(loss / accum).backward()
+                if (batch_index + 1) % accum == 0:
+                    if cfg.optim.clip_grad:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(core.parameters(), cfg.optim.clip_grad)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                step += 1
+                clips_seen += global_batch
+                now = time.time()
+                rate = global_batch / max(now - tick, 1e-9)
+                tick = now
+                progress.update(task, advance=1, info=f"loss {loss.item():.3f} lr {lr:.3g} {rate:.1f} clips/s")
+                if step % cfg.train.log_every == 0:
+                    logger.log(step, **{"train/loss": all_reduce_mean(loss.item(), info, device), "train/lr": lr,
+                                        "train/clips_per_s": rate})
+                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and (batch_index + 1) % accum == 0:
+                    checkpoint(epoch, batch_index + 1)
+            summary = train_ds.bad_video_summary()
+            if summary and info.is_main:
+                progress.console.print(f"[yellow]{len(summary)} bad video(s) replaced so far; see {bad_log}")
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+                top1 = _validate(model, val_ds, cfg, info, device, autocast)
+                logger.log(step, **{"val/clip_top1": top1, "epoch": epoch + 1})
+                if info.is_main:
+                    progress.console.print(f"epoch {epoch + 1}: val clip top-1 {top1:.2f}%")
+                if top1 > best_top1:
+                    best_top1 = top1
+                    checkpoint(epoch + 1, 0, best_path)
+            checkpoint(epoch + 1, 0)
+        train_time = time.time() - started
+        results = evaluate_run(cfg, core, classes, info, device, run_dir, bad_log)
+    logger.close()
+    results = _results_record(cfg, classes, results, train_time, clips_seen, train_ds.bad_video_summary())
+    if info.is_main:
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _validate(model, dataset, cfg, info, device, autocast) -> float:
+    logits, labels = collect_view_logits(model, dataset, batch_size=max(1, cfg.data.batch_size // info.world_size),
+                                         workers=cfg.data.workers, device=device, info=info, autocast=autocast)
+    scores, truth, _ = aggregate_videos(logits, labels)
+    return float(accuracy_metrics(scores, truth, int(scores.shape[1]) if len(scores) else 1)["top1"])
+
+
+def _results_record(cfg: Config, classes: list[str], metrics: dict, train_time: float, clips_seen: int,
+                    bad: dict) -> dict:
+    dataset = cfg.dataset or Path(cfg.data.train_list).parent.name
+    return {
+        "model": cfg.model.name, "dataset": dataset, "frames": cfg.data.frames, "sampling": cfg.data.sampling,
+        "temporal_pooling": cfg.model.temporal_pooling, "size": cfg.data.size, "num_classes": len(classes),
+        **metrics, "num_clips": cfg.test.num_clips, "num_crops": cfg.test.num_crops,
+        **_cost_figures(cfg, len(classes)), "epochs": cfg.optim.epochs, "base_channels": cfg.model.base_channels,
+        "pretrained": cfg.model.pretrained, "train_seconds": round(train_time, 1),
+        "train_clips_per_s": round(clips_seen / max(train_time, 1e-9), 2), "bad_videos": len(bad),
+        "output_dir": str(cfg.output_dir),
+    }
