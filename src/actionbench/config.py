@@ -131,6 +131,11 @@ def _check_type(key: str, value, hint):
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if hint is float:
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")

@@ -23,7 +23,8 @@ def collect_view_logits(model, dataset, *, batch_size: int, workers: int, device
     """{(video, view): logits} and {video: label} for the whole dataset, on every rank."""
     model.eval()
     shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, shuffle=False)
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, shuffle=False,
+                        generator=torch.Generator())  # leaves the global RNG (dropout, resume) untouched
     logits: dict[tuple[int, int], torch.Tensor] = {}
     labels: dict[int, int] = {}
     for clips, targets, videos, views in (progress(loader) if progress else loader):

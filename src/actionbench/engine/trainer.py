@@ -226,8 +226,11 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
             first = start_batch if epoch == start_epoch else 0
             sampler = GlobalBatchSampler(len(train_ds), global_batch, seed=cfg.seed, epoch=epoch, rank=info.rank,
                                          world_size=info.world_size, start_batch=first)
+            # The loader gets its own generator: creating an iterator must not draw from the global RNG, which
+            # dropout uses and which checkpoints save (exact resume).
             loader = DataLoader(train_ds, batch_size=global_batch // info.world_size, sampler=sampler,
-                                num_workers=cfg.data.workers, pin_memory=device.type == "cuda")
+                                num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
+                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
             model.train()
             if cfg.train.freeze_bn:
                 _freeze_bn(model)
