@@ -61,11 +61,7 @@ class _DepthwiseAggregation(torch.autograd.Function):
 
 
 class TemporalAggregation(nn.Module):
-    """TAM (`full=False`) or Conv. (`full=True`) on `(N, T, C, H, W)` activations.
-
-    Initialised as the identity (W_cur = I, others 0) so that ImageNet weights behave as in the 2D model at
-    the start of training; the ReLU is then a no-op on the non-negative block inputs.
-    """
+    """TAM (`full=False`) or Conv. (`full=True`) on `(N, T, C, H, W)` activations."""
 
     function = _DepthwiseAggregation.apply  # the TAM computation on (x, weight), for tests and reuse
 
@@ -79,12 +75,16 @@ class TemporalAggregation(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        # Random around the identity (centre weight 1): zero temporal weights leave prev/next with tiny, symmetric
+        # gradients, and TAM trained from scratch then learnt no more than TSN in our CPU demo (45 % vs 96 % on the
+        # synthetic temporal set, same budget).
         with torch.no_grad():
             if self.full:
-                self.conv.weight.zero_()
-                self.conv.weight[self.channels : 2 * self.channels, :, 0, 0] = torch.eye(self.channels)
+                nn.init.normal_(self.conv.weight, std=0.5 / self.channels**0.5)
+                self.conv.weight[self.channels : 2 * self.channels, :, 0, 0] += torch.eye(self.channels)
             else:
-                self.weight.copy_(torch.tensor([0.0, 1.0, 0.0]))
+                nn.init.normal_(self.weight, std=0.5)
+                self.weight[:, 1] += 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.full:
