@@ -1,0 +1,124 @@
+"""`actionbench demo`: the paper's central finding reproduced on 2 CPU cores in minutes, with no data or network.
+
+It writes two synthetic datasets of real MP4 videos (a temporal one, whose classes differ only in temporal order,
+and an appearance one), trains and tests TSN, TSM, TAM and I3D on both under one protocol (a reduced-width
+ResNet-18 on 8 frames of 64x64), profiles them, and writes OUT/results.csv and OUT/report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from actionbench.data.synthetic import make_synthetic_dataset
+
+DEMO_MODELS = ("tsn_resnet18", "tsm_resnet18", "tam_resnet18", "i3d_resnet18")
+# One protocol for every model (what makes the comparison fair): the CPU preset's settings, written out here so
+# that the demo needs no file from the source tree.
+DEMO_OVERRIDES = [
+    "model.base_channels=16", "model.dropout=0.2", "data.frames=8", "data.size=64", "data.scale_size=64",
+    "data.train_scales=[1.0,0.875]", "data.batch_size=16", "data.workers=1", "optim.lr=0.05", "optim.nesterov=true",
+    "optim.weight_decay=0.0005", "optim.schedule=cosine", "optim.warmup_epochs=1", "optim.warmup_start_lr=0.002",
+    "test.num_clips=2", "test.num_crops=1", "train.tensorboard=false", "train.eval_every=100",
+]
+
+
+def reversal_accuracy(predictions_csv: Path, pairs: list[list[int]], classes: list[str]) -> float | None:
+    """Among videos predicted as their own pair, % told apart from their time-reversed partner (chance: 50 %)."""
+    partner = {}
+    for a, b in pairs:
+        partner[classes[a]], partner[classes[b]] = classes[b], classes[a]
+    right = total = 0
+    with predictions_csv.open() as f:
+        for row in csv.DictReader(f):
+            if row["predicted"] in (row["label"], partner.get(row["label"])):
+                total += 1
+                right += row["predicted"] == row["label"]
+    return 100.0 * right / total if total else None
+
+
+def finding(results: list[dict]) -> list[str]:
+    """Sentences computed from the numbers: what the demo shows, or that it did not show it."""
+    by = {(r["dataset"], r["model"]): r for r in results}
+    temporal_tsn = by[("temporal", "tsn_resnet18")]
+    others = [by[("temporal", m)] for m in DEMO_MODELS[1:]]
+    app = [by[("appearance", m)]["video_top1"] for m in DEMO_MODELS]
+    lines = []
+    rev_tsn = temporal_tsn.get("reversal_acc")
+    rev_others = [r.get("reversal_acc") for r in others]
+    lines.append(
+        f"Temporal set (8 classes in 4 time-reversed pairs, chance 12.5 %): TSN reaches {temporal_tsn['video_top1']:.1f} % "
+        f"top-1 and tells a class from its time-reversed partner {rev_tsn:.1f} % of the time (chance 50 %); "
+        + ", ".join(f"{r['model'].split('_')[0].upper()} {r['video_top1']:.1f} % ({rr:.1f} %)"
+                    for r, rr in zip(others, rev_others, strict=True)) + ".")
+    gap = min(r["video_top1"] for r in others) - temporal_tsn["video_top1"]
+    spread = max(app) - min(app)
+    lines.append(f"Appearance set (chance 12.5 %): the four designs span {min(app):.1f}-{max(app):.1f} % "
+                 f"({spread:.1f} points apart).")
+    shown = gap >= 15 and rev_tsn is not None and rev_tsn <= 65 and spread <= gap
+    lines.append(
+        ("Finding: temporal modelling is essential where classes differ only in time (every temporal design beats "
+         f"TSN by at least {gap:.1f} points, and TSN stays near chance within reversed pairs) and matters little "
+         "where appearance suffices - the paper's central observation (SSV2 vs Kinetics).") if shown else
+        (f"The finding did NOT show clearly this time (smallest gain over TSN on the temporal set: {gap:.1f} points, "
+         f"appearance spread {spread:.1f}); try more epochs (`--epochs`) or another seed."))
+    return lines
+
+
+def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10, videos_per_class: int = 40) -> dict:
+    from actionbench.profiling import profile_model
+    from actionbench.study.report import write_report
+    from actionbench.study.runner import run_study
+
+    out = Path(out_dir)
+    start = time.time()
+    sets = {kind: make_synthetic_dataset(out / "data" / kind, kind, 8, videos_per_class, seed, frames=16, size=64,
+                                         progress=True) for kind in ("temporal", "appearance")}
+    study = {
+        "name": "actionbench demo: temporal vs appearance",
+        "overrides": [*DEMO_OVERRIDES, f"optim.epochs={epochs}", f"seed={seed}"],
+        "datasets": [{"name": kind, "overrides": [f"data.train_list={p['train'].resolve()}",
+                                                  f"data.val_list={p['val'].resolve()}"]}
+                     for kind, p in sets.items()],
+        "axes": {"model.name": list(DEMO_MODELS)},
+    }
+    study_path = out / "study.yaml"
+    study_path.write_text(yaml.safe_dump(study, sort_keys=False))
+    results = run_study(study_path, out)
+    pairs = json.loads(sets["temporal"]["pairs"].read_text())
+    classes = sets["temporal"]["classes"].read_text().split("\n")[:-1]
+    for r in results:
+        full = profile_model(r["model"], 8, 224, 87)
+        r["paper_gflops_224"], r["params_224"] = full["paper_gflops"], full["params"]
+        if r["dataset"] == "temporal":
+            r["reversal_acc"] = reversal_accuracy(Path(r["output_dir"]) / "predictions.csv", pairs, classes)
+    paragraphs = [
+        "Four temporal designs (TSN: none, TSM: shift, TAM: aggregation, I3D: 3D convolutions) trained and tested "
+        "under one protocol on two synthetic datasets of real H.264 videos: a reduced-width ResNet-18 (16 base "
+        f"channels), 8 frames of 64x64, uniform sampling, no temporal pooling, {epochs} epochs, seed {seed}; "
+        "video-level accuracy over 2 clips. GFLOPs and params are at this reduced size; the full-size figures "
+        "(ResNet-18, f=8, 224x224) are in results.csv (paper_gflops_224, params_224).",
+        *finding(results),
+        f"Total time: {time.time() - start:.0f} s.",
+    ]
+    paths = write_report(results, out, title="actionbench demo: is temporal modelling needed?", paragraphs=paragraphs)
+    print("\n".join(paragraphs))
+    print(f"report: {paths['html']}\ntable: {paths['csv']}")
+    return {"results": results, "paths": paths, "paragraphs": paragraphs}
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
+    parser.add_argument("--videos-per-class", type=int, default=40)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_demo(args.out, seed=args.seed, epochs=args.epochs, videos_per_class=args.videos_per_class)
+    return 0

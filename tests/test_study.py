@@ -1,0 +1,79 @@
+"""Studies and reports: expansion, skipping finished runs, a 2-run micro-study end to end, the HTML page."""
+
+import csv
+import json
+
+import pytest
+
+from actionbench.cli import main
+from actionbench.data.synthetic import make_synthetic_dataset
+from actionbench.study.report import embedded_image_count, markdown_table, write_report
+from actionbench.study.runner import expand_runs, load_study, torchrun_commands
+
+RESULTS = [
+    {"dataset": "ssv2", "model": "tsn_resnet50", "frames": 8, "temporal_pooling": False, "sampling": "uniform",
+     "clip_top1": 33.9, "video_top1": 35.0, "paper_gflops": 32.7, "params": 23_686_295},
+    {"dataset": "ssv2", "model": "tam_resnet50", "frames": 8, "temporal_pooling": True, "sampling": "uniform",
+     "clip_top1": 65.4, "video_top1": 66.0, "paper_gflops": 14.2, "params": 23_725_655},
+    {"dataset": "kinetics", "model": "i3d_inception_v1", "frames": 16, "temporal_pooling": False,
+     "sampling": "dense", "clip_top1": 70.9, "video_top1": 72.0, "paper_gflops": 67.1, "params": 12_376_439},
+]
+
+
+def test_report_files_table_and_self_contained_html(tmp_path):
+    paths = write_report(RESULTS, tmp_path, title="t", paragraphs=["finding <b>x</b>"])
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert list(rows[0])[:8] == ["dataset", "model", "frames", "temporal_pooling", "clip_top1", "video_top1",
+                                 "paper_gflops", "params"]
+    assert len(rows) == 3
+    md = paths["markdown"].read_text()
+    assert "| ssv2 | tam_resnet50 | 8 | yes | uniform | 65.4 | 66.0 | 14.2 | 23.73 |" in md
+    assert paths["png"].stat().st_size > 10_000 and paths["svg"].read_text().startswith("<?xml")
+    page = paths["html"].read_text()
+    assert embedded_image_count(page) == 1 and "<table>" in page and "finding &lt;b&gt;x&lt;/b&gt;" in page
+    assert "src=\"http" not in page and "<link" not in page  # nothing to fetch: one file
+    with pytest.raises(ValueError, match="no results"):
+        write_report([], tmp_path)
+    assert markdown_table(RESULTS).count("\n") == 5
+
+
+def test_study_expansion_names_and_torchrun_commands(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "name: s\noverrides: [optim.epochs=1]\n"
+        "datasets:\n  - {name: a, overrides: [data.train_list=a/train.txt]}\n  - {name: b, overrides: []}\n"
+        "axes:\n  model.name: [tsn_resnet18, tam_resnet50]\n  model.temporal_pooling: [false, true]\n"
+        "  data.frames: [8, 16]\n")
+    runs = expand_runs(load_study(tmp_path / "s.yaml"))
+    assert len(runs) == 16 and len({r.name for r in runs}) == 16
+    assert runs[0].name == "a/tsn_resnet18_notp_f8" and runs[-1].name == "b/tam_resnet50_tp_f16"
+    assert "model.temporal_pooling=true" in runs[-1].overrides and "dataset=b" in runs[-1].overrides
+    commands = torchrun_commands(tmp_path / "s.yaml", tmp_path / "out", nproc_per_node=6, nnodes=2)
+    assert len(commands) == 16 and commands[0].startswith("torchrun --nproc_per_node=6 --nnodes=2")
+    assert "actionbench train" in commands[0] and "train.resume=true" in commands[0]
+    (tmp_path / "bad.yaml").write_text("axis: {}\n")
+    with pytest.raises(ValueError, match="unknown study keys"):
+        load_study(tmp_path / "bad.yaml")
+
+
+def test_two_run_micro_study_end_to_end(tmp_path, capsys):
+    syn = make_synthetic_dataset(tmp_path / "syn", "temporal", 4, 6, seed=0, frames=8, size=32, workers=1)
+    (tmp_path / "study.yaml").write_text(
+        "name: micro\n"
+        "overrides: [model.base_channels=8, data.size=32, data.scale_size=32, data.frames=4, optim.epochs=1,\n"
+        "            data.batch_size=8, data.workers=0, train.progress=false, train.tensorboard=false,\n"
+        "            test.num_clips=1, test.num_crops=1]\n"
+        f"datasets:\n  - {{name: syn, overrides: [data.train_list={syn['train']}, data.val_list={syn['val']}]}}\n"
+        "axes:\n  model.name: [tsn_resnet18, tsm_resnet18]\n")
+    out = tmp_path / "out"
+    assert main(["study", str(tmp_path / "study.yaml"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["model"] for r in rows] == ["tsn_resnet18", "tsm_resnet18"] and {r["dataset"] for r in rows} == {"syn"}
+    assert (out / "accuracy_vs_gflops.png").is_file() and (out / "accuracy_vs_gflops.svg").is_file()
+    page = (out / "report.html").read_text()
+    assert "tsm_resnet18" in page and embedded_image_count(page) == 1
+    # a second invocation skips finished runs and rewrites the same report
+    first = json.loads((out / "runs" / "syn" / "tsn_resnet18" / "results.json").read_text())
+    capsys.readouterr()
+    assert main(["study", str(tmp_path / "study.yaml"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 2
+    assert json.loads((out / "runs" / "syn" / "tsn_resnet18" / "results.json").read_text()) == first
