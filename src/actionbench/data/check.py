@@ -1,0 +1,78 @@
+"""`actionbench data check`: open every video of a dataset in parallel and report each bad entry."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from actionbench.data.annotations import FORMATS, AnnotationError, load_annotations
+from actionbench.data.decode import open_video
+
+
+def check_video(path: str, min_frames: int) -> tuple[str, int | None, str]:
+    """(path, frames, problem): problem is empty for a good video. Decodes the first and last frames."""
+    p = Path(path)
+    if not p.exists():
+        return path, None, "missing"
+    if p.is_file() and p.stat().st_size == 0:
+        return path, None, "zero-byte file"
+    try:
+        with open_video(p) as reader:
+            frames = len(reader)
+            reader.get_frames([0, frames - 1])
+    except Exception as exc:  # every failure is a finding to report, not a crash
+        return path, None, f"unreadable: {exc}"
+    if frames < min_frames:
+        return path, frames, f"too short: {frames} frames < {min_frames}"
+    return path, frames, ""
+
+
+def check_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,
+                  workers: int = 2, min_frames: int = 1, progress: bool = True) -> list[dict]:
+    """Every record of the annotation file with its problem ("" when fine)."""
+    ann = load_annotations(annotations, format, root=root)
+    base = Path(root) if root else Path(annotations).parent
+    paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in ann.records]
+    rows = []
+    with ProcessPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(check_video, paths, [min_frames] * len(paths), chunksize=4)
+        if progress:
+            from rich.progress import track
+
+            results = track(results, total=len(paths), description="checking videos")
+        for record, (path, frames, problem) in zip(ann.records, results, strict=True):
+            if not 0 <= record.label < ann.num_classes:
+                problem = problem or f"label {record.label} outside the {ann.num_classes} classes"
+            rows.append({"path": path, "label": record.label, "frames": frames, "problem": problem})
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="TOOL", required=True)
+    check = sub.add_parser("check", help="scan every video of a dataset and report bad entries")
+    check.add_argument("annotations", help="annotation file, any supported format")
+    check.add_argument("--root", help="folder the annotation paths are relative to")
+    check.add_argument("--format", choices=FORMATS)
+    check.add_argument("--workers", type=int, default=2)
+    check.add_argument("--min-frames", type=int, default=1, help="videos with fewer frames are reported")
+    check.add_argument("--report", default="data_check.csv", help="CSV report of the bad entries")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames)
+    except (AnnotationError, FileNotFoundError) as exc:
+        print(f"actionbench data check: {exc}", file=sys.stderr)
+        return 2
+    bad = [r for r in rows if r["problem"]]
+    with open(args.report, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "frames", "problem"])
+        writer.writeheader()
+        writer.writerows(bad)
+    print(f"{len(rows)} videos checked, {len(bad)} bad; report: {args.report}")
+    for row in bad[:20]:
+        print(f"  {row['path']}: {row['problem']}")
+    return 1 if bad else 0
