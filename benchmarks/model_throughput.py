@@ -35,8 +35,8 @@ def main() -> None:
                 speeds[(name, mode)].append(clips_per_s)
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     base = args.models[0]
-    print(f"\nCPU, {torch.get_num_threads()} threads, f={args.frames}, {args.size}x{args.size}, batch {args.batch_size}, "
-          f"median of {args.rounds} interleaved rounds\n")
+    print(f"\nCPU, {torch.get_num_threads()} threads, f={args.frames}, {args.size}x{args.size}, "
+          f"batch {args.batch_size}, median of {args.rounds} interleaved rounds\n")
     print("| model | inference clips/s | vs " + base + " | train-step clips/s | vs " + base + " |")
     print("|---|---|---|---|---|")
     for name in models:

@@ -54,7 +54,8 @@ def test_bad_videos_are_replaced_logged_once_and_counted(synthetic, tmp_path):
     assert seen == len(ds)
     summary = ds.bad_video_summary()
     assert set(summary) == {str(tmp_path / n) for n in ("empty.mp4", "junk.mp4", "gone.mp4")}
-    assert "empty file" in summary[str(tmp_path / "empty.mp4")] and "no such file" in summary[str(tmp_path / "gone.mp4")]
+    assert "empty file" in summary[str(tmp_path / "empty.mp4")]
+    assert "no such file" in summary[str(tmp_path / "gone.mp4")]
     test_ds = VideoClipDataset(bad[:1] + ann.records[:1], root=synthetic["root"], num_frames=4, size=32, mode="test",
                                bad_video_log=tmp_path / "bad_test.tsv")
     assert test_ds[0][1] == -1 and test_ds[1][1] == ann.records[0].label  # reported, not replaced

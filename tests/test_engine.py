@@ -119,7 +119,8 @@ def test_broken_videos_do_not_stop_training(appearance, tmp_path):
     (tmp_path / "train.txt").write_text(lines + broken)
     (tmp_path / "val.txt").write_text(appearance["val"].read_text() + broken)
     (tmp_path / "classes.txt").write_text(appearance["classes"].read_text())
-    cfg = load_config(None, [*TINY, f"data.train_list={tmp_path / 'train.txt'}", f"data.val_list={tmp_path / 'val.txt'}",
+    cfg = load_config(None, [*TINY, f"data.train_list={tmp_path / 'train.txt'}",
+                             f"data.val_list={tmp_path / 'val.txt'}",
                              f"data.root={appearance['root']}", f"output_dir={tmp_path / 'run'}", "optim.epochs=1",
                              "data.batch_size=8"])
     results = train(cfg)
@@ -130,7 +131,8 @@ def test_broken_videos_do_not_stop_training(appearance, tmp_path):
 def test_schedules():
     cfg = load_config(None, ["optim.lr=0.1", "optim.epochs=10", "optim.schedule=multistep", "optim.milestones=[4,8]"])
     assert [round(learning_rate(cfg.optim, i * 10, 10), 6) for i in (0, 3, 4, 8, 9)] == [0.1, 0.1, 0.01, 0.001, 0.001]
-    cfg = load_config(None, ["optim.lr=1.6", "optim.epochs=196", "optim.warmup_epochs=34", "optim.warmup_start_lr=0.01"])
+    cfg = load_config(None, ["optim.lr=1.6", "optim.epochs=196", "optim.warmup_epochs=34",
+                             "optim.warmup_start_lr=0.01"])
     assert learning_rate(cfg.optim, 0, 100) == pytest.approx(0.01)
     assert learning_rate(cfg.optim, 1700, 100) == pytest.approx(0.01 + 1.59 * 17 / 34)
     assert learning_rate(cfg.optim, 3400, 100) == pytest.approx(1.6)

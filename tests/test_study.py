@@ -77,3 +77,30 @@ def test_two_run_micro_study_end_to_end(tmp_path, capsys):
     assert main(["study", str(tmp_path / "study.yaml"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 2
     assert json.loads((out / "runs" / "syn" / "tsn_resnet18" / "results.json").read_text()) == first
+
+
+def _demo_results(temporal, appearance, reversal_tsn=50.0):
+    models = ("tsn_resnet18", "tsm_resnet18", "tam_resnet18", "i3d_resnet18")
+    rows = [{"dataset": "temporal", "model": m, "video_top1": t, "reversal_acc": reversal_tsn if m.startswith("tsn")
+             else 90.0} for m, t in zip(models, temporal, strict=True)]
+    rows += [{"dataset": "appearance", "model": m, "video_top1": a} for m, a in zip(models, appearance, strict=True)]
+    return rows
+
+
+def test_demo_finding_is_computed_from_the_numbers():
+    from actionbench.study.demo import finding
+
+    shown = finding(_demo_results([45, 80, 90, 70], [95, 96, 97, 94]))
+    assert shown[-1].startswith("Finding: temporal modelling is essential") and "25.0 points" in shown[-1]
+    not_shown = finding(_demo_results([45, 50, 90, 70], [95, 96, 97, 94]))
+    assert "did NOT show" in not_shown[-1]
+    assert "did NOT show" in finding(_demo_results([45, 80, 90, 70], [95, 96, 97, 94], reversal_tsn=80))[-1]
+
+
+def test_reversal_accuracy(tmp_path):
+    from actionbench.study.demo import reversal_accuracy
+
+    (tmp_path / "p.csv").write_text("video_id,path,label,predicted,score,top5\n"
+                                    "a,a,left,left,1,x\nb,b,left,right,1,x\nc,c,right,right,1,x\nd,d,up,left,1,x\n")
+    assert reversal_accuracy(tmp_path / "p.csv", [[0, 1], [2, 3]], ["left", "right", "up", "down"]) == pytest.approx(
+        200 / 3)

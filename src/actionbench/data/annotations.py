@@ -157,7 +157,7 @@ def _read_ssv2(path: Path, classes: list[str] | str | Path | None) -> tuple[list
     for i, entry in enumerate(entries):
         where = f"{path}: entry {i} (id {entry.get('id')})"
         if "template" not in entry or "id" not in entry:
-            raise AnnotationError(f"{where}: expected 'id' and 'template' (the unlabelled test set cannot be trained on)")
+            raise AnnotationError(f"{where}: expected 'id' and 'template' (the unlabelled test set has no labels)")
         name = entry["template"].replace("[", "").replace("]", "")
         if name not in mapping:
             raise AnnotationError(f"{where}: label {name!r} is not in {labels_file}")

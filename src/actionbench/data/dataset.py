@@ -133,7 +133,7 @@ class VideoClipDataset(Dataset):
                 return torch.zeros(3, self.num_frames, size, size), -1, video_index, view
             return self.transform(frames, crop_index), record.label, video_index, view
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        for attempt in range(len(self.records)):
+        for _ in range(len(self.records)):
             record = self.records[video_index]
             try:
                 frames = torch.from_numpy(self.load_clip(video_index, 0, rng))
@@ -143,7 +143,7 @@ class VideoClipDataset(Dataset):
                 continue
             clip, label = self.transform(frames, record.label, rng)
             return clip, label, video_index, 0
-        raise RuntimeError(f"no readable video found after {attempt + 1} attempts; see {self.bad_video_log}")
+        raise RuntimeError(f"no readable video found in {len(self.records)} attempts; see {self.bad_video_log}")
 
 
 def build_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,

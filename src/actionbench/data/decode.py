@@ -33,10 +33,34 @@ def _resized_size(width: int, height: int, short_side: int | None) -> tuple[int,
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-class VideoReader:
+class _ClipReader:
+    """What both readers share: context management and index checks."""
+
+    path: str
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release open files (none by default)."""
+
+    def _checked(self, indices) -> list[int]:
+        indices = [int(i) for i in indices]
+        count = len(self)
+        for i in indices:
+            if not 0 <= i < count:
+                raise IndexError(f"{self.path}: frame {i} requested, the source has {count}")
+        return indices
+
+
+class VideoReader(_ClipReader):
     """PyAV reader; see the module doc. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: str | Path, *, threads: int = 1, short_side: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int = 1, short_side: int | None = None,
+                 skip_nonref: bool = True) -> None:
         import av
 
         self.path = str(path)
@@ -55,6 +79,7 @@ class VideoReader:
         self._stream = self._container.streams.video[0]
         self._stream.thread_count = threads
         self.short_side = short_side
+        self.skip_nonref = skip_nonref
         self._seekable = not any(f in self._container.format.name.split(",") for f in _UNSEEKABLE_FORMATS)
         self._build_index()
 
@@ -77,12 +102,6 @@ class VideoReader:
 
     def __len__(self) -> int:
         return len(self._pts)
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
@@ -120,7 +139,8 @@ class VideoReader:
             found = False
             for packet in self._container.demux(self._stream):
                 # Non-reference frames that are not targets never need decoding (~1.3x faster with B-frames).
-                codec.skip_frame = "DEFAULT" if packet.pts in wanted or packet.pts is None else "NONREF"
+                skip = self.skip_nonref and packet.pts is not None and packet.pts not in wanted
+                codec.skip_frame = "NONREF" if skip else "DEFAULT"
                 for frame in codec.decode(packet):
                     if frame.pts is None:
                         continue
@@ -145,10 +165,7 @@ class VideoReader:
 
     def get_frames(self, indices) -> np.ndarray:
         """RGB frames at 0-based display positions `indices` (any order, repeats allowed): uint8 (T, H, W, 3)."""
-        indices = [int(i) for i in indices]
-        for i in indices:
-            if not 0 <= i < len(self):
-                raise IndexError(f"{self.path}: frame {i} requested, the video has {len(self)}")
+        indices = self._checked(indices)
         targets = sorted({self._pts[i] for i in indices})
         try:
             decoded = self._decode_targets(targets, seek=self._seekable)
@@ -166,14 +183,15 @@ class _SeekOvershoot(Exception):
     """A seek landed after its target: the container's index is not trustworthy."""
 
 
-class FrameFolderReader:
+class FrameFolderReader(_ClipReader):
     """Frames stored as images `00001.jpg`, `img_00001.jpg`, ... (1-based on disk, 0-based here), sorted by name.
 
     JPEGs are decoded with libjpeg-turbo through simplejpeg (~2.4x PIL here), PIL otherwise.
     """
 
-    def __init__(self, path: str | Path, *, short_side: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, short_side: int | None = None, use_pil: bool = False) -> None:
         self.path = str(path)
+        self.use_pil = use_pil
         folder = Path(path)
         if not folder.is_dir():
             raise VideoDecodeError(f"{self.path}: no such frame folder")
@@ -185,19 +203,10 @@ class FrameFolderReader:
     def __len__(self) -> int:
         return len(self._files)
 
-    def __enter__(self) -> FrameFolderReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        pass  # files are opened per frame
-
     def _decode(self, file: Path) -> np.ndarray:
         data = file.read_bytes()
         image = None
-        if file.suffix.lower() in (".jpg", ".jpeg"):
+        if file.suffix.lower() in (".jpg", ".jpeg") and not self.use_pil:
             try:
                 import simplejpeg
 
@@ -221,13 +230,9 @@ class FrameFolderReader:
         return image
 
     def get_frames(self, indices) -> np.ndarray:
-        indices = [int(i) for i in indices]
-        for i in indices:
-            if not 0 <= i < len(self):
-                raise IndexError(f"{self.path}: frame {i} requested, the folder has {len(self)}")
-        cache: dict[int, np.ndarray] = {}
-        return np.stack([cache.setdefault(i, self._decode(self._files[i])) if i not in cache else cache[i]
-                         for i in indices])
+        indices = self._checked(indices)
+        decoded = {i: self._decode(self._files[i]) for i in set(indices)}  # each file read once
+        return np.stack([decoded[i] for i in indices])
 
 
 def open_video(path: str | Path, *, threads: int = 1, short_side: int | None = None):

@@ -58,7 +58,7 @@ def dense_train_indices(video_frames: int, num_frames: int, stride: int, rng: np
 
 def dense_test_indices(video_frames: int, num_frames: int, stride: int, clip_index: int = 0,
                        num_clips: int = 1) -> np.ndarray:
-    """Clip `clip_index` of `num_clips` whose starts are spread uniformly over the video (the first clip starts at 0)."""
+    """Clip `clip_index` of `num_clips` whose starts are spread uniformly over the video (the first starts at 0)."""
     _check(video_frames, num_frames)
     if not 0 <= clip_index < num_clips:
         raise ValueError(f"clip_index {clip_index} out of range for {num_clips} clips")

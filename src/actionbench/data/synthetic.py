@@ -146,7 +146,8 @@ def encode_mp4(frames: np.ndarray, path: str | Path, fps: int = 12) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "18", "x264-params": "threads=1:keyint=8:min-keyint=8:scenecut=0"}
+        stream.options = {"preset": "veryfast", "crf": "18",
+                          "x264-params": "threads=1:keyint=8:min-keyint=8:scenecut=0"}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
@@ -168,8 +169,8 @@ def make_synthetic_dataset(out_dir: str | Path, kind: str = "temporal", num_clas
     if names is None:
         raise ValueError(f"kind must be 'temporal' or 'appearance', got {kind!r}")
     if not 2 <= num_classes <= len(names) or (kind == "temporal" and num_classes % 2):
-        raise ValueError(f"{kind} datasets have 2..{len(names)} classes" + (" (an even number)" if kind == "temporal" else "")
-                         + f", got {num_classes}")
+        parity = " (an even number)" if kind == "temporal" else ""
+        raise ValueError(f"{kind} datasets have 2..{len(names)} classes{parity}, got {num_classes}")
     if size % 2:
         raise ValueError(f"size must be even for H.264 (yuv420p), got {size}")
     out = Path(out_dir)

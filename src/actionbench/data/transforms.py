@@ -58,7 +58,10 @@ def load_flip_map(spec: str | bool | None) -> tuple[bool, dict[int, int]]:
     if not path.is_file():
         raise FileNotFoundError(f"flip class-swap map {path} does not exist (data.flip: false | true | path)")
     text = path.read_text()
-    pairs = json.loads(text).items() if text.lstrip().startswith("{") else (l.split() for l in text.splitlines() if l.strip())
+    if text.lstrip().startswith("{"):
+        pairs = json.loads(text).items()
+    else:
+        pairs = (line.split() for line in text.splitlines() if line.strip())
     swap: dict[int, int] = {}
     for a, b in pairs:
         swap[int(a)], swap[int(b)] = int(b), int(a)

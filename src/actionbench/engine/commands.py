@@ -120,7 +120,8 @@ def _predict(args) -> int:
     output = []
     for video, path in enumerate(args.videos):
         if video in bad:
-            output.append({"video": path, "error": dataset.bad_video_summary().get(str(Path(path).resolve()), "unreadable")})
+            reason = dataset.bad_video_summary().get(str(Path(path).resolve()), "unreadable")
+            output.append({"video": path, "error": reason})
             continue
         scores = torch.stack(per_video[video])
         probs = (scores.softmax(-1) if cfg.test.aggregate == "softmax" else scores.mean(0).softmax(-1).unsqueeze(0))

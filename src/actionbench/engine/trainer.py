@@ -187,7 +187,8 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     model.to(device)
     core = model
     if info.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+        device_ids = [info.local_rank] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     optimizer = _optimizer(cfg, core)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16" and device.type == "cuda")
     autocast = _autocast_factory(cfg, device)
@@ -268,7 +269,8 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
                 if step % cfg.train.log_every == 0:
                     logger.log(step, **{"train/loss": all_reduce_mean(loss.item(), info, device), "train/lr": lr,
                                         "train/clips_per_s": rate})
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and (batch_index + 1) % accum == 0:
+                every = cfg.train.checkpoint_every
+                if every and step % every == 0 and (batch_index + 1) % accum == 0:
                     checkpoint(epoch, batch_index + 1)
             summary = train_ds.bad_video_summary()
             if summary and info.is_main:

@@ -32,7 +32,8 @@ def _table(rows: list[dict]) -> Table:
     table = Table(title="actionbench model zoo: costs (batch 1)")
     columns = [("model", "model"), ("frames", "frames"), ("size", "size"), ("temporal_pooling", "temp. pool"),
                ("params", "params (M)"), ("paper_gflops", "GFLOPs (paper: conv MACs)"), ("gmacs", "GMACs (all)")]
-    extra = [("throughput_inference", "infer clips/s"), ("throughput_train", "train clips/s"), ("max_batch", "max batch")]
+    extra = [("throughput_inference", "infer clips/s"), ("throughput_train", "train clips/s"),
+             ("max_batch", "max batch")]
     columns += [c for c in extra if c[0] in rows[0]]
     for key, title in columns:
         table.add_column(title, justify="left" if key == "model" else "right")

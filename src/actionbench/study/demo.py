@@ -22,7 +22,7 @@ DEMO_MODELS = ("tsn_resnet18", "tsm_resnet18", "tam_resnet18", "i3d_resnet18")
 # that the demo needs no file from the source tree.
 DEMO_OVERRIDES = [
     "model.base_channels=16", "model.dropout=0.2", "data.frames=8", "data.size=64", "data.scale_size=64",
-    "data.train_scales=[1.0,0.875]", "data.batch_size=16", "data.workers=1", "optim.lr=0.05", "optim.nesterov=true",
+    "data.train_scales=[1.0,0.875]", "data.batch_size=16", "data.workers=1", "optim.lr=0.02", "optim.nesterov=true",
     "optim.weight_decay=0.0005", "optim.schedule=cosine", "optim.warmup_epochs=1", "optim.warmup_start_lr=0.002",
     "test.num_clips=2", "test.num_crops=1", "train.tensorboard=false", "train.eval_every=100",
 ]
@@ -52,7 +52,8 @@ def finding(results: list[dict]) -> list[str]:
     rev_tsn = temporal_tsn.get("reversal_acc")
     rev_others = [r.get("reversal_acc") for r in others]
     lines.append(
-        f"Temporal set (8 classes in 4 time-reversed pairs, chance 12.5 %): TSN reaches {temporal_tsn['video_top1']:.1f} % "
+        "Temporal set (8 classes in 4 time-reversed pairs, chance 12.5 %): "
+        f"TSN reaches {temporal_tsn['video_top1']:.1f} % "
         f"top-1 and tells a class from its time-reversed partner {rev_tsn:.1f} % of the time (chance 50 %); "
         + ", ".join(f"{r['model'].split('_')[0].upper()} {r['video_top1']:.1f} % ({rr:.1f} %)"
                     for r, rr in zip(others, rev_others, strict=True)) + ".")

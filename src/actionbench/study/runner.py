@@ -117,7 +117,8 @@ def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: t
     return results
 
 
-def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_node: int = 8, nnodes: int = 1) -> list[str]:
+def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_node: int = 8,
+                      nnodes: int = 1) -> list[str]:
     """One `torchrun ... actionbench train` command per run (rendezvous placeholders for multi-node)."""
     study = load_study(study_path)
     out = Path(out_dir)
