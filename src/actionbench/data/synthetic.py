@@ -23,7 +23,7 @@ import numpy as np
 
 TEMPORAL_CLASSES = ("moving left", "moving right", "approaching", "receding", "appearing", "disappearing",
                     "rotating clockwise", "rotating counter-clockwise")
-SHAPES = ("disc", "square", "triangle", "ring")
+SHAPES = ("disc", "ring", "triangle", "square")  # the most distinct first: 8 classes = 2 shapes x 4 colours
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "green": (40, 190, 60), "yellow": (230, 210, 40)}
 APPEARANCE_CLASSES = tuple(f"{colour} {shape}" for shape in SHAPES for colour in COLOURS)
 
@@ -43,9 +43,10 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A static random colour with a smooth random texture."""
-    base = rng.uniform(40, 200, size=3)
+def _background(rng: np.random.Generator, size: int, saturation: float = 1.0) -> np.ndarray:
+    """A static random colour (greyish when `saturation` is small) with a smooth random texture."""
+    grey = rng.uniform(40, 200)
+    base = grey + (rng.uniform(40, 200, size=3) - grey) * saturation
     ys, xs = _grid(size)
     fx, fy = rng.uniform(0.5, 3, 2) * 2 * np.pi / size
     texture = np.sin(xs * fx + ys * fy + rng.uniform(0, 2 * np.pi))[..., None] * rng.uniform(10, 30, size=3)
@@ -118,9 +119,9 @@ def _temporal_video(label: int, rng: np.random.Generator, frames: int, size: int
 def _appearance_video(label: int, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
     shape = SHAPES[label // len(COLOURS)]
     colour = np.array(list(COLOURS.values())[label % len(COLOURS)], np.float32) + rng.uniform(-20, 20, 3)
-    background = _background(rng, size)
+    background = _background(rng, size, saturation=0.25)  # the object's colour is the class: keep it unambiguous
     ys, xs = _grid(size)
-    radius = rng.uniform(0.14, 0.22) * size
+    radius = rng.uniform(0.18, 0.26) * size
     start = rng.uniform(radius, size - radius, size=2)
     end = rng.uniform(radius, size - radius, size=2)
     video = np.empty((frames, size, size, 3), np.uint8)
