@@ -88,3 +88,17 @@ def test_mini_dataset_is_seeded_and_byte_reproducible(tmp_path):
     mini, chosen = make_mini(load_annotations(tmp_path / "train.txt"), 0.5, seed=3)
     assert len(mini) == 50 and {r.label for r in mini.records} == set(range(5))
     assert make_mini(load_annotations(tmp_path / "train.txt"), 0.5, seed=4)[1] != chosen
+
+
+def test_hmdb51_split_files(tmp_path):
+    (tmp_path / "brush_hair_test_split1.txt").write_text("a.avi 1\nb.avi 2\nc.avi 0\n")
+    (tmp_path / "cartwheel_test_split1.txt").write_text("d.avi 2\ne.avi 1\n")
+    (tmp_path / "cartwheel_test_split2.txt").write_text("d.avi 1\n")
+    train = load_annotations(tmp_path / "cartwheel_test_split1.txt")
+    assert train.classes == ["brush_hair", "cartwheel"]
+    assert [(r.path, r.label) for r in train.records] == [("brush_hair/a.avi", 0), ("cartwheel/e.avi", 1)]
+    test = load_annotations(tmp_path / "cartwheel_test_split1.txt", subset="test")
+    assert [r.path for r in test.records] == ["brush_hair/b.avi", "cartwheel/d.avi"]
+    (tmp_path / "bad_test_split3.txt").write_text("x.avi 7\n")
+    with pytest.raises(AnnotationError, match=r"bad_test_split3.txt:1"):
+        load_annotations(tmp_path / "bad_test_split3.txt")

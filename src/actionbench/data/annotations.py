@@ -2,7 +2,7 @@
 
 Formats (`format=` or detected): "list" (`relative/path label` per line; TSN's `path num_frames label` too),
 "csv" (header `path,label`), "kinetics" (Kinetics-400/600/700 CSV), "ssv2" (Something-Something-v2 JSON),
-"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists). Labels in "list"/"csv" are class indices or class
+"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists), "hmdb51" (HMDB51 split files). Labels in "list"/"csv" are class indices or class
 names; names come from a `classes.txt` beside the file (one per line) or the sorted unique names.
 A record's path may be a video file or a folder of frames (`video_id/00001.jpg ...`): the reader decides.
 """
@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("list", "csv", "kinetics", "ssv2", "mit", "ucf101")
+FORMATS = ("list", "csv", "kinetics", "ssv2", "mit", "ucf101", "hmdb51")
+_HMDB_SPLIT = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d)\.txt$")
+_HMDB_SUBSETS = {"train": "1", "test": "2"}
 
 
 class AnnotationError(ValueError):
@@ -202,6 +205,29 @@ def _read_ucf101(path: Path, classes: list[str] | str | Path | None) -> tuple[li
     return records, class_list
 
 
+def _read_hmdb51(path: Path, subset: str) -> tuple[list, list]:
+    """HMDB51's `<class>_test_split<k>.txt` files (`video.avi 1|2|0`: train, test, unused): every class file of
+    split k beside `path` is read; `subset` picks train (1) or test (2) videos. Videos are `<class>/<video>`."""
+    match = _HMDB_SPLIT.match(path.name)
+    if not match:
+        raise AnnotationError(f"{path}: HMDB51 split files are named <class>_test_split<k>.txt")
+    if subset not in _HMDB_SUBSETS:
+        raise AnnotationError(f"{path}: HMDB51 subset must be 'train' or 'test', got {subset!r}")
+    files = sorted(path.parent.glob(f"*_test_split{match['split']}.txt"))
+    class_list = [_HMDB_SPLIT.match(f.name)["label"] for f in files]
+    records = []
+    for label, file in enumerate(files):
+        for lineno, line in enumerate(file.read_text().splitlines(), start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 2 or tokens[1] not in ("0", "1", "2"):
+                raise AnnotationError(f"{file}:{lineno}: expected 'video.avi 0|1|2', got {line!r}")
+            if tokens[1] == _HMDB_SUBSETS[subset]:
+                records.append(VideoRecord(f"{class_list[label]}/{tokens[0]}", label, Path(tokens[0]).stem))
+    return records, class_list
+
+
 def detect_format(path: Path) -> str:
     """Guess the annotation format from the file's name and first line."""
     name = path.name.lower()
@@ -209,6 +235,8 @@ def detect_format(path: Path) -> str:
         return "ssv2"
     if name.startswith(("trainlist", "testlist")):
         return "ucf101"
+    if _HMDB_SPLIT.match(path.name):
+        return "hmdb51"
     with path.open() as f:
         first = f.readline().strip().lower()
     if name.endswith(".csv"):
@@ -221,8 +249,11 @@ def detect_format(path: Path) -> str:
 
 
 def load_annotations(path: str | Path, format: str | None = None, *, root: str | Path | None = None,
-                     classes: list[str] | str | Path | None = None) -> Annotations:
-    """Read an annotation file as downloaded; `format` is detected when not given (see module doc)."""
+                     classes: list[str] | str | Path | None = None, subset: str = "train") -> Annotations:
+    """Read an annotation file as downloaded; `format` is detected when not given (see module doc).
+
+    `subset` ("train" | "test") matters only for HMDB51, whose split files list both.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
@@ -240,6 +271,8 @@ def load_annotations(path: str | Path, format: str | None = None, *, root: str |
         records, class_list = _read_mit(path, classes)
     elif format == "ucf101":
         records, class_list = _read_ucf101(path, classes)
+    elif format == "hmdb51":
+        records, class_list = _read_hmdb51(path, subset)
     else:
         raise ValueError(f"unknown annotation format {format!r}; choose one of {', '.join(FORMATS)}")
     return Annotations(records, list(class_list), source=str(path))

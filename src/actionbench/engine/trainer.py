@@ -52,7 +52,9 @@ def data_root(cfg: Config, list_file: str) -> Path:
 
 
 def load_split(cfg: Config, list_file: str, classes: list[str] | None = None) -> Annotations:
-    ann = load_annotations(list_file, cfg.data.format, root=data_root(cfg, list_file))
+    """Training split when `classes` is None, evaluation split (same classes) otherwise."""
+    subset = "train" if classes is None else "test"  # HMDB51's split files list both subsets
+    ann = load_annotations(list_file, cfg.data.format, root=data_root(cfg, list_file), subset=subset)
     if classes is not None and ann.classes != classes:
         raise ValueError(f"{list_file} has {ann.num_classes} classes that differ from the training set's "
                          f"{len(classes)}; use the same class list (classes.txt) for every split")
