@@ -2,7 +2,8 @@
 
 Formats (`format=` or detected): "list" (`relative/path label` per line; TSN's `path num_frames label` too),
 "csv" (header `path,label`), "kinetics" (Kinetics-400/600/700 CSV), "ssv2" (Something-Something-v2 JSON),
-"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists), "hmdb51" (HMDB51 split files). Labels in "list"/"csv" are class indices or class
+"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists), "hmdb51" (HMDB51 split files).
+Labels in "list"/"csv" are class indices or class
 names; names come from a `classes.txt` beside the file (one per line) or the sorted unique names.
 A record's path may be a video file or a folder of frames (`video_id/00001.jpg ...`): the reader decides.
 """
