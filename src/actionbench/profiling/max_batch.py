@@ -1,9 +1,9 @@
 """The largest batch that fits: doubling, then bisection, recovering from out-of-memory errors.
 
 On CUDA an out-of-memory error is an exception we catch and recover from. On CPU the kernel's OOM killer would end
-the process instead, so the search runs under an address-space limit (`cpu_memory_gb` above what the process
-already uses, by default half of the machine's available memory): past it, allocations fail with an exception that
-is caught in the same way.
+the process instead, so each trial runs in a forked child under an address-space limit (`cpu_memory_gb` above what
+the process already uses, by default half of the machine's available memory): past it, allocations fail with an
+exception, and a child that dies anyway (OOM killer) counts as "does not fit". The parent is never limited.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ import contextlib
 import gc
 import os
 import resource
+import sys
 
 import torch
 from torch import nn
 
 from actionbench.profiling.throughput import run_step
 
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+# oneDNN reports a failed allocation as "could not create a primitive"; std::bad_alloc surfaces as "bad_alloc".
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory", "could not create a primitive",
+                 "bad_alloc")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -75,6 +78,25 @@ def _fits(model: nn.Module, batch: int, frames: int, size: int, device: torch.de
             torch.cuda.empty_cache()
 
 
+def _fits_in_child(model: nn.Module, batch: int, frames: int, size: int, mode: str, budget: int) -> bool:
+    pid = os.fork()
+    if pid == 0:  # child: limited, single-threaded (no inherited thread pool after fork), exits without cleanup
+        code = 4
+        try:
+            torch.set_num_threads(1)
+            with cpu_memory_limit(budget):
+                code = 0 if _fits(model, batch, frames, size, torch.device("cpu"), mode) else 3
+        except BaseException as exc:
+            print(f"max batch trial {batch}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 4:
+        raise RuntimeError(f"max batch search: the trial with batch {batch} failed for a reason other than memory")
+    return code == 0  # 3: out of memory; negative: killed by a signal (the OOM killer)
+
+
 def find_max_batch(
     model: nn.Module,
     frames: int,
@@ -89,23 +111,27 @@ def find_max_batch(
     model = model.to(device).train(mode == "train")
     if device.type == "cpu":
         budget = int(cpu_memory_gb * 2**30) if cpu_memory_gb else available_memory_bytes() // 2
-        guard = cpu_memory_limit(budget)
+
+        def fits(batch: int) -> bool:
+            return _fits_in_child(model, batch, frames, size, mode, budget)
     else:
-        guard = contextlib.nullcontext()
-    with guard:
-        good, bad = 0, None
-        batch = 1
-        while batch <= upper_bound:  # doubling
-            if not _fits(model, batch, frames, size, device, mode):
-                bad = batch
-                break
-            good, batch = batch, batch * 2
-        if bad is None:
-            return good
-        while bad - good > 1:  # bisection
-            middle = (good + bad) // 2
-            if _fits(model, middle, frames, size, device, mode):
-                good = middle
-            else:
-                bad = middle
+
+        def fits(batch: int) -> bool:
+            return _fits(model, batch, frames, size, device, mode)
+
+    good, bad = 0, None
+    batch = 1
+    while batch <= upper_bound:  # doubling
+        if not fits(batch):
+            bad = batch
+            break
+        good, batch = batch, batch * 2
+    if bad is None:
+        return good
+    while bad - good > 1:  # bisection
+        middle = (good + bad) // 2
+        if fits(middle):
+            good = middle
+        else:
+            bad = middle
     return good
