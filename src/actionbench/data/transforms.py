@@ -16,14 +16,21 @@ import torch.nn.functional as F
 MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
+def _resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (T, 3, h, w) -> uint8 (T, 3, H, W), bilinear with antialiasing: torch's uint8 path is ~15x faster
+    than resizing in float32 here, and rounds to the same 8 bits the frames came in."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 def _to_float_clip(clip: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
-    """uint8 (T, h, w, 3) -> normalised float (3, T, size_h, size_w)."""
-    x = clip.permute(0, 3, 1, 2).float()
-    if x.shape[-2:] != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
-                          antialias=x.shape[-2] > size[0] or x.shape[-1] > size[1])
-    x = x.div_(255.0).sub_(torch.tensor(mean).view(1, 3, 1, 1)).div_(torch.tensor(std).view(1, 3, 1, 1))
-    return x.transpose(0, 1).contiguous()
+    """uint8 (T, h, w, 3) -> normalised float (3, T, size_h, size_w), in three passes over the output."""
+    frames = _resize_frames(clip.permute(0, 3, 1, 2), size)  # a (T, 3, h, w) view: channels-last strides
+    out = torch.empty(3, frames.shape[0], *size).copy_(frames.transpose(0, 1))  # layout and dtype in one copy
+    scale = 1.0 / (255.0 * torch.tensor(std))
+    shift = -torch.tensor(mean) / torch.tensor(std)
+    return out.mul_(scale.view(3, 1, 1, 1)).add_(shift.view(3, 1, 1, 1))
 
 
 def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -32,9 +39,8 @@ def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]
 
 
 def _resize_uint8(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = clip.permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    """uint8 (T, h, w, 3) -> uint8 (T, H, W, 3)."""
+    return _resize_frames(clip.permute(0, 3, 1, 2), size).permute(0, 2, 3, 1)
 
 
 def multiscale_offsets(height: int, width: int, crop_h: int, crop_w: int) -> list[tuple[int, int]]:
