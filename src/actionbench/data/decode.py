@@ -61,7 +61,7 @@ class VideoReader(_ClipReader):
     """PyAV reader; see the module doc. Use as a context manager or call `close()`."""
 
     def __init__(self, path: str | Path, *, threads: int = 1, short_side: int | None = None,
-                 skip_nonref: bool = True) -> None:
+                 skip_nonref: bool = True, seek_gap: int = 16) -> None:
         import av
 
         self.path = str(path)
@@ -81,6 +81,9 @@ class VideoReader(_ClipReader):
         self._stream.thread_count = threads
         self.short_side = short_side
         self.skip_nonref = skip_nonref
+        # Decoding forward through a few frames (their non-reference ones skipped) beats a seek, its buffer flush
+        # and the re-read from the keyframe: measured best at ~16 frames on GOP 30 and 250 H.264.
+        self.seek_gap = seek_gap
         self._seekable = not any(f in self._container.format.name.split(",") for f in _UNSEEKABLE_FORMATS)
         self._build_index()
 
@@ -123,6 +126,13 @@ class VideoReader(_ClipReader):
         i = bisect.bisect_right(self._keyframe_pts, pts) - 1
         return self._keyframe_pts[max(i, 0)] if self._keyframe_pts else self._pts[0]
 
+    def _worth_seeking(self, position: int, keyframe: int) -> bool:
+        """Seek to `keyframe` rather than decode forward from `position` (both pts) when it lies far enough ahead."""
+        if keyframe <= position:
+            return False
+        gap = bisect.bisect_left(self._pts, keyframe) - bisect.bisect_left(self._pts, position)
+        return gap > self.seek_gap
+
     def _convert(self, frame) -> np.ndarray:
         width, height = _resized_size(frame.width, frame.height, self.short_side)
         if (width, height) == (frame.width, frame.height):
@@ -148,7 +158,7 @@ class VideoReader(_ClipReader):
             target = remaining[0]
             if seek:
                 keyframe = self._keyframe_before(target)
-                if position is None or keyframe > position or target <= position:
+                if position is None or self._worth_seeking(position, keyframe) or target <= position:
                     if target in sought:
                         raise _SeekOvershoot  # sought this frame already and the decoder skipped it
                     sought.add(target)
@@ -177,7 +187,7 @@ class VideoReader(_ClipReader):
                             raise VideoDecodeError(f"{self.path}: frame at pts {remaining[0]} never decoded")
                         jump = True
                         break
-                    if seek and self._keyframe_before(remaining[0]) > position:
+                    if seek and self._worth_seeking(position, self._keyframe_before(remaining[0])):
                         jump = True  # the next target's keyframe lies ahead: seeking beats decoding to it
                         break
                 if not remaining or jump:
