@@ -24,10 +24,12 @@ def _check_every_access_pattern(path, expect_frames=None):
             [n - 1],  # last frame alone (seek to the last keyframe)
             [1, 2],  # right after the first frames: decoded forward
         ]
-        for indices in patterns:
-            got = reader.get_frames(indices)
-            assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
-            np.testing.assert_array_equal(got, truth[indices], err_msg=f"{path} frames {indices}")
+        for seek_gap in (16, 0):  # decode forward across nearby keyframes, or seek to every target's keyframe
+            reader.seek_gap = seek_gap
+            for indices in patterns:
+                got = reader.get_frames(indices)
+                assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
+                np.testing.assert_array_equal(got, truth[indices], err_msg=f"{path} frames {indices} gap {seek_gap}")
 
 
 def test_h264_with_b_frames_at_two_gop_sizes(tmp_path):
