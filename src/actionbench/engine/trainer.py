@@ -75,12 +75,17 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
     )
 
 
+def _width_option(cfg: Config) -> dict:
+    """`base_channels` applies to the ResNet family (not SlowFast, not InceptionV1)."""
+    name = cfg.model.name
+    return {"base_channels": cfg.model.base_channels} if "resnet" in name and not name.startswith("slowfast") else {}
+
+
 def build_run_model(cfg: Config, num_classes: int) -> nn.Module:
     from actionbench.models.registry import build_model
     from actionbench.models.weights import load_weights
 
-    options = {"base_channels": cfg.model.base_channels} if "resnet" in cfg.model.name and \
-        not cfg.model.name.startswith("slowfast") else {}
+    options = _width_option(cfg)
     if cfg.model.inflate_divide:
         options["inflate_divide"] = True
     model = build_model(cfg.model.name, num_classes, cfg.data.frames, temporal_pooling=cfg.model.temporal_pooling,
@@ -119,8 +124,7 @@ def _freeze_bn(model: nn.Module) -> None:
 def _cost_figures(cfg: Config, num_classes: int) -> dict:
     from actionbench.profiling import profile_model
 
-    options = {"base_channels": cfg.model.base_channels} if "resnet" in cfg.model.name and \
-        not cfg.model.name.startswith("slowfast") else {}
+    options = _width_option(cfg)
     p = profile_model(cfg.model.name, cfg.data.frames, cfg.data.size, num_classes, cfg.model.temporal_pooling,
                       **options)
     return {"params": p["params"], "paper_gflops": p["paper_gflops"], "gmacs": p["gmacs"]}
