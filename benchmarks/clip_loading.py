@@ -1,7 +1,7 @@
 """Clip loading speed, side by side in one run: our PyAV reader vs plain keyframe seeking, sequential decoding and
 decord, against the per-clip physical limit; and frame folders with simplejpeg vs PIL.
 
-Run by hand (not a test):  python benchmarks/clip_loading.py [--videos 3] [--clips 6]
+Run by hand (not a test):  python benchmarks/clip_loading.py [--videos 3] [--clips 6] [--rounds 5]
 decord is optional (`pip install decord`): its column is skipped when it is not installed.
 The limit of a clip = single-thread decode time per frame x the decode-order frames from each needed frame's
 keyframe up to it (overlapping spans merged) + RGB conversion of the clip's frames + opening the file.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from actionbench.data.decode import FrameFolderReader, VideoReader
 from actionbench.data.extract import extract_frames
@@ -24,19 +25,26 @@ from actionbench.data.sampling import dense_train_indices, uniform_test_indices
 
 
 def make_video(path: Path, gop: int, seconds: int = 10, fps: int = 30, width: int = 340, height: int = 256) -> Path:
+    """A camera pan over a natural-looking texture (smoothed noise at several scales), x264 medium with 3 B-frames:
+    ~0.5 Mbit/s, the bitrate of Kinetics' 340x256 files (~550 KB per 10 s clip)."""
     if path.exists():
         return path
-    rng = np.random.default_rng(gop)
-    yy, xx = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(gop + 1000 * int(path.stem.rsplit("_", 1)[-1]))
+    big_h, big_w = 2 * height, 2 * width
+    texture = np.full((big_h, big_w, 3), 128.0)
+    for scale, amplitude in ((64, 60), (16, 40), (4, 25)):
+        small = rng.normal(0, amplitude, (big_h // scale + 1, big_w // scale + 1, 3))
+        texture += np.kron(small, np.ones((scale, scale, 1)))[:big_h, :big_w]
+    texture = np.clip(texture, 0, 255).astype(np.uint8)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "medium", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
-        phase = rng.uniform(0, 6.28, 3)
-        for i in range(seconds * fps):  # moving textures: realistic motion-compensated frame sizes
+        for i in range(seconds * fps):
             t = i / fps
-            image = np.stack([127 + 120 * np.sin(xx / (17 + 5 * c) + yy / 23 + 3 * t + phase[c]) for c in range(3)], -1)
-            frame = av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")
+            y = int(big_h / 4 + big_h / 5 * np.sin(0.7 * t))
+            x = int(big_w / 4 + big_w / 5 * np.cos(0.5 * t))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[y:y + height, x:x + width]), "rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -68,6 +76,21 @@ def limit_ms(indices, pos, key_of, per_frame_ms: float, rgb_ms: float, open_ms: 
     return total * per_frame_ms + len(indices) * rgb_ms + open_ms
 
 
+def decode_costs(path: Path) -> tuple[float, float]:
+    """ms per frame of a single-thread full decode without conversion (median of 3), and of RGB conversion with a
+    kept scaling context (the cheapest way FFmpeg offers)."""
+    def full_decode() -> list:
+        with av.open(str(path)) as c:
+            c.streams.video[0].thread_count = 1
+            return list(c.decode(c.streams.video[0]))
+
+    frames = full_decode()
+    per_frame = time_call(full_decode) / len(frames)
+    converter = VideoReformatter()
+    rgb = time_call(lambda: [converter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames[:8]]) / 8
+    return per_frame, rgb
+
+
 def time_call(fn, repeat: int = 3) -> float:
     best = []
     for _ in range(repeat):
@@ -90,10 +113,81 @@ def sequential(path: Path, indices) -> np.ndarray:
     return np.stack([out[int(i)] for i in indices])
 
 
+def pil_clip(folder: Path, indices) -> np.ndarray:
+    """The usual PIL loader (as in the paper's code and torchvision-style datasets): open, convert, stack."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(folder / f"{i + 1:05d}.jpg").convert("RGB")) for i in indices])
+
+
+def frame_folder_table(folder: Path, rounds: int = 15) -> str:
+    """ms per uniform 8-frame clip from a frame folder, methods interleaved, median over rounds."""
+    indices = uniform_test_indices(len(list(folder.glob("*.jpg"))), 8)
+    methods = {
+        "ours (simplejpeg, reader construction included)": lambda: FrameFolderReader(folder).get_frames(indices),
+        "ours, PIL fallback": lambda: FrameFolderReader(folder, use_pil=True).get_frames(indices),
+        "PIL loader (Image.open + convert + stack)": lambda: pil_clip(folder, indices),
+    }
+    times = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            times[name].append(time_call(fn, repeat=5))
+    ours = statistics.median(times[next(iter(methods))])
+    lines = ["| frame folder, 8-frame clip (340x256 JPEG q90) | ms | ours is faster by |", "|---|---|---|"]
+    for name, values in times.items():
+        ms = statistics.median(values)
+        lines.append(f"| {name} | {ms:.2f} | {ms / ours:.2f}x |")
+    return "\n".join(lines)
+
+
+def video_row(videos: list[Path], gop: int, sampling: str, clips: int, rounds: int, rng, decord) -> str:
+    """One table row: every method and the limit's parts timed once per clip per round, interleaved so that the
+    machine's drift hits all of them alike; medians over rounds, then means over clips."""
+    info = {path: decode_order_info(path) for path in videos}
+    plan = []
+    for path in videos:
+        n = len(info[path][0])
+        for clip in range(clips):
+            if sampling == "uniform":
+                plan.append((path, uniform_test_indices(n, 8, clip, clips)))
+            else:
+                plan.append((path, dense_train_indices(n, 8, 8, rng)))
+
+    def ours(path, idx, skip=True):
+        with VideoReader(path, skip_nonref=skip) as reader:
+            return reader.get_frames(idx)
+
+    methods = {
+        "ours": ours,
+        "plain": lambda path, idx: ours(path, idx, skip=False),
+        "seq": sequential,
+        "decord": None if decord is None else (
+            lambda path, idx: decord.VideoReader(str(path), num_threads=1).get_batch(list(idx)).asnumpy()),
+    }
+    costs = {path: [] for path in videos}
+    times = {(name, k): [] for name in methods for k in range(len(plan))}
+    for _ in range(rounds):
+        for path in videos:
+            per_frame, rgb = decode_costs(path)
+            costs[path].append((per_frame, rgb, time_call(lambda p=path: av.open(str(p)).close())))
+        for k, (path, idx) in enumerate(plan):
+            for name, fn in methods.items():
+                if fn is not None:
+                    times[name, k].append(time_call(lambda f=fn, p=path, i=idx: f(p, i), repeat=1))
+    m = {name: statistics.mean(statistics.median(times[name, k]) if times[name, k] else float("nan")
+                               for k in range(len(plan))) for name in methods}
+    median_costs = {path: [statistics.median(c[j] for c in costs[path]) for j in range(3)] for path in videos}
+    m["limit"] = statistics.mean(limit_ms(idx, *info[path], *median_costs[path]) for path, idx in plan)
+    return (f"| {gop} | {sampling} 8 | {m['limit']:.1f} | {m['ours']:.1f} | {m['ours'] / m['limit']:.2f} | "
+            f"{m['plain']:.1f} | {m['seq']:.1f} | {m['decord']:.1f} | {m['decord'] / m['ours']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=3, help="videos per GOP size")
     parser.add_argument("--clips", type=int, default=6, help="clips per video and sampling")
+    parser.add_argument("--rounds", type=int, default=5, help="timings per clip and method (median taken)")
+    parser.add_argument("--gops", type=int, nargs="+", default=[30, 250], help="keyframe intervals to test")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "actionbench_bench"))
     args = parser.parse_args()
     try:
@@ -106,50 +200,13 @@ def main() -> None:
     print(f"10 s 340x256 30 fps H.264 (3 B-frames), {args.videos} videos per GOP, {args.clips} clips each; ms per clip")
     header = "| GOP | clip | limit | ours | ours/limit | plain seek | sequential | decord | ours clips/s vs decord |"
     print(header + "\n|" + "---|" * (header.count("|") - 1))
-    for gop in (30, 250):
-        videos = [make_video(cache / f"g{gop}_{v}.mp4", gop) for v in range(args.videos)]
+    for gop in args.gops:
+        videos = [make_video(cache / f"pan_g{gop}_{v}.mp4", gop) for v in range(args.videos)]
         for sampling in ("uniform", "dense"):
-            rows = {k: [] for k in ("limit", "ours", "plain", "seq", "decord")}
-            for path in videos:
-                pos, key_of = decode_order_info(path)
-                n = len(pos)
-                with av.open(str(path)) as c:  # single-thread full decode without conversion
-                    c.streams.video[0].thread_count = 1
-                    start = time.perf_counter()
-                    frames = list(c.decode(c.streams.video[0]))
-                    per_frame = (time.perf_counter() - start) * 1000 / n
-                rgb = time_call(lambda f=frames[:8]: [x.to_ndarray(format="rgb24") for x in f]) / 8
-                open_ms = time_call(lambda p=path: av.open(str(p)).close())
-                for clip in range(args.clips):
-                    if sampling == "uniform":
-                        idx = uniform_test_indices(n, 8, clip, args.clips)
-                    else:
-                        idx = dense_train_indices(n, 8, 8, rng)
-                    rows["limit"].append(limit_ms(idx, pos, key_of, per_frame, rgb, open_ms))
-
-                    def ours(p=path, i=idx, skip=True):
-                        with VideoReader(p, skip_nonref=skip) as r:
-                            return r.get_frames(i)
-
-                    rows["ours"].append(time_call(ours))
-                    rows["plain"].append(time_call(lambda p=path, i=idx: ours(p, i, False)))
-                    rows["seq"].append(time_call(lambda p=path, i=idx: sequential(p, i), repeat=1))
-                    if decord is not None:
-                        def with_decord(p=path, i=idx):
-                            return decord.VideoReader(str(p), num_threads=1).get_batch(list(i)).asnumpy()
-
-                        rows["decord"].append(time_call(with_decord))
-            m = {k: statistics.mean(v) if v else float("nan") for k, v in rows.items()}
-            print(f"| {gop} | {sampling} 8 | {m['limit']:.1f} | {m['ours']:.1f} | {m['ours'] / m['limit']:.2f} | "
-                  f"{m['plain']:.1f} | {m['seq']:.1f} | {m['decord']:.1f} | {m['decord'] / m['ours']:.2f} |")
-    folder = cache / "frames_g30_0"
-    extract_frames(cache / "g30_0.mp4", folder, short_side=256, quality=90)
-    idx = uniform_test_indices(300, 8)
-    fast = time_call(lambda: FrameFolderReader(folder).get_frames(idx), repeat=7)
-    pil = time_call(lambda: FrameFolderReader(folder, use_pil=True).get_frames(idx), repeat=7)
-    print(f"\nframe folder, 8-frame clip (340x256 JPEG q90): simplejpeg {fast:.2f} ms, PIL {pil:.2f} ms, "
-          f"speed-up {pil / fast:.2f}x")
-
+            print(video_row(videos, gop, sampling, args.clips, args.rounds, rng, decord))
+    folder = cache / "frames_pan_g30_0"
+    extract_frames(cache / "pan_g30_0.mp4", folder, short_side=256, quality=90)
+    print("\n" + frame_folder_table(folder))
 
 if __name__ == "__main__":
     main()

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(exist_ok=True)
-    paths = [make_video(cache / f"g30_{v}.mp4", 30) for v in range(args.videos)]
+    paths = [make_video(cache / f"pan_g30_{v}.mp4", 30) for v in range(args.videos)]
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from actionbench.data.decode import VideoDecodeError, VideoReader, decode_all, open_video
+from actionbench.data.decode import FrameFolderReader, VideoDecodeError, VideoReader, decode_all, open_video
 from tests.videos import cut_with_edit_list, write_video
 
 
@@ -24,12 +24,14 @@ def _check_every_access_pattern(path, expect_frames=None):
             [n - 1],  # last frame alone (seek to the last keyframe)
             [1, 2],  # right after the first frames: decoded forward
         ]
-        for seek_gap in (16, 0):  # decode forward across nearby keyframes, or seek to every target's keyframe
-            reader.seek_gap = seek_gap
+        # decode forward across nearby keyframes, or seek to every target's keyframe; with and without skipping
+        for seek_gap, skip in ((16, True), (0, True), (4, False)):
+            reader.seek_gap, reader.skip_nonref = seek_gap, skip
             for indices in patterns:
                 got = reader.get_frames(indices)
                 assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
-                np.testing.assert_array_equal(got, truth[indices], err_msg=f"{path} frames {indices} gap {seek_gap}")
+                np.testing.assert_array_equal(got, truth[indices],
+                                              err_msg=f"{path} frames {indices} gap {seek_gap} skip {skip}")
 
 
 def test_h264_with_b_frames_at_two_gop_sizes(tmp_path):
@@ -103,3 +105,22 @@ def test_frame_folder_reader_simplejpeg_and_pil(tmp_path):
     assert got.shape == (3, 48, 64, 3)
     assert np.abs(got[1].astype(int) - truth[9].astype(int)).mean() < 4  # JPEG-close to frame 9
     assert np.abs(got[0].astype(int) - truth[9].astype(int)).mean() > 10  # and clearly not another frame
+    with FrameFolderReader(folder, use_pil=True) as reader:
+        via_pil = reader.get_frames([0, 9, 9])
+    assert np.abs(via_pil.astype(int) - got.astype(int)).max() <= 1  # both libjpeg-turbo underneath
+    with FrameFolderReader(folder, short_side=24) as reader:
+        assert reader.get_frames([3, 4]).shape == (2, 24, 32, 3)
+
+
+def test_frame_folder_with_frames_of_two_sizes_names_the_file(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), "red").save(folder / "00001.jpg")
+    Image.new("RGB", (32, 48), "red").save(folder / "00002.jpg")
+    Image.new("RGB", (64, 48), "blue").save(folder / "00003.png")
+    with FrameFolderReader(folder) as reader:
+        assert reader.get_frames([2, 0])[0, 0, 0, 2] > 200  # the PNG, blue
+        with pytest.raises(VideoDecodeError, match="00002.jpg: frame is 32x48"):
+            reader.get_frames([0, 1])

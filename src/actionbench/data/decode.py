@@ -15,12 +15,37 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _UNSEEKABLE_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v")  # no reliable index to seek by
+
+
+_converters = threading.local()
+
+
+def _to_rgb(frame, width: int, height: int):
+    """`frame` as an RGB24 frame of the given size.
+
+    One converter per thread keeps FFmpeg's scaling context alive between frames and clips (a fresh one per frame,
+    as `VideoFrame.to_ndarray` makes, cost ~8x the conversion here) and converts on this thread only.
+    """
+    from av.video.reformatter import VideoReformatter
+
+    converter = getattr(_converters, "reformatter", None)
+    if converter is None:
+        converter = _converters.reformatter = VideoReformatter()
+    return converter.reformat(frame, width=width, height=height, format="rgb24", threads=1)
+
+
+def _copy_rgb(frame, dest: np.ndarray) -> None:
+    """Copy an RGB24 frame's pixels into `dest` (H, W, 3), skipping the plane's row padding."""
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    dest[...] = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
 
 
 class VideoDecodeError(RuntimeError):
@@ -61,7 +86,7 @@ class VideoReader(_ClipReader):
     """PyAV reader; see the module doc. Use as a context manager or call `close()`."""
 
     def __init__(self, path: str | Path, *, threads: int = 1, short_side: int | None = None,
-                 skip_nonref: bool = True, seek_gap: int = 16) -> None:
+                 skip_nonref: bool = True, seek_gap: int = 4) -> None:
         import av
 
         self.path = str(path)
@@ -81,8 +106,8 @@ class VideoReader(_ClipReader):
         self._stream.thread_count = threads
         self.short_side = short_side
         self.skip_nonref = skip_nonref
-        # Decoding forward through a few frames (their non-reference ones skipped) beats a seek, its buffer flush
-        # and the re-read from the keyframe: measured best at ~16 frames on GOP 30 and 250 H.264.
+        # A seek (after draining the decoder) costs about as much as decoding a few frames forward: 0 and 4 measured
+        # alike, 16 was 6 % slower on uniform clips at GOP 30 (benchmarks/clip_loading.py content).
         self.seek_gap = seek_gap
         self._seekable = not any(f in self._container.format.name.split(",") for f in _UNSEEKABLE_FORMATS)
         self._build_index()
@@ -133,14 +158,11 @@ class VideoReader(_ClipReader):
         gap = bisect.bisect_left(self._pts, keyframe) - bisect.bisect_left(self._pts, position)
         return gap > self.seek_gap
 
-    def _convert(self, frame) -> np.ndarray:
-        width, height = _resized_size(frame.width, frame.height, self.short_side)
-        if (width, height) == (frame.width, frame.height):
-            return frame.to_ndarray(format="rgb24")
-        return frame.to_ndarray(format="rgb24", width=width, height=height)
+    def _convert(self, frame):
+        return _to_rgb(frame, *_resized_size(frame.width, frame.height, self.short_side))
 
-    def _decode_targets(self, targets: list[int], seek: bool) -> dict[int, np.ndarray]:
-        """Decode the frames with display timestamps `targets` (sorted); returns pts -> RGB array.
+    def _decode_targets(self, targets: list[int], seek: bool) -> dict:
+        """Decode the frames with display timestamps `targets` (sorted); returns pts -> RGB frame.
 
         With `seek`, jump to a target's keyframe whenever it lies ahead of the decoder, else decode forward.
         Without, decode the file from its start.
@@ -165,12 +187,24 @@ class VideoReader(_ClipReader):
                     self._container.seek(keyframe, stream=self._stream, backward=True)
                     codec.flush_buffers()
                     position = None
-            jump = False
+            jump = drained = False
+            fed: set[int] = set()  # targets whose packets the decoder received since the last seek
             for packet in self._container.demux(self._stream):
+                pts = packet.pts
+                is_target = pts is not None and pts in wanted
                 # Non-reference frames that are not targets never need decoding (~1.3x faster with B-frames).
-                skip = self.skip_nonref and packet.pts is not None and packet.pts not in wanted
-                codec.skip_frame = "NONREF" if skip else "DEFAULT"
-                for frame in codec.decode(packet):
+                codec.skip_frame = "NONREF" if self.skip_nonref and pts is not None and not is_target else "DEFAULT"
+                frames = codec.decode(packet)
+                if is_target:
+                    fed.add(pts)
+                    unfed = [t for t in remaining if t not in fed]
+                    if not unfed or (seek and self._worth_seeking(pts, self._keyframe_before(unfed[0]))):
+                        # The targets still missing are inside the decoder, or behind a seek: draining the decoder
+                        # beats decoding the packets (often a costly P-frame) that would push them out of its
+                        # reorder delay.
+                        frames += codec.decode(None)
+                        drained = True
+                for frame in frames:
                     if frame.pts is None:
                         continue
                     if seek and position is None and frame.pts > target:
@@ -183,14 +217,18 @@ class VideoReader(_ClipReader):
                     if not remaining:
                         break
                     if remaining[0] < position:  # passed a target without seeing it
-                        if not seek:
-                            raise VideoDecodeError(f"{self.path}: frame at pts {remaining[0]} never decoded")
                         jump = True
                         break
                     if seek and self._worth_seeking(position, self._keyframe_before(remaining[0])):
                         jump = True  # the next target's keyframe lies ahead: seeking beats decoding to it
                         break
-                if not remaining or jump:
+                if remaining and (jump or drained):
+                    if not seek:
+                        raise VideoDecodeError(f"{self.path}: frame at pts {remaining[0]} never decoded")
+                    if drained:
+                        position = None  # a drained decoder takes packets again only after a seek
+                    break
+                if not remaining:
                     break
             else:
                 if remaining:
@@ -211,7 +249,13 @@ class VideoReader(_ClipReader):
             raise
         except Exception as exc:
             raise VideoDecodeError(f"{self.path}: decoding failed ({exc})") from exc
-        return np.stack([decoded[self._pts[i]] for i in indices])
+        first = decoded[targets[0]]
+        # One copy from each converted frame into the result: stacking per-frame arrays cost several times the
+        # conversion itself here (fresh allocations and their page faults).
+        out = np.empty((len(indices), first.height, first.width, 3), np.uint8)
+        for slot, i in enumerate(indices):
+            _copy_rgb(decoded[self._pts[i]], out[slot])
+        return out
 
 
 class _SeekOvershoot(Exception):
@@ -227,29 +271,35 @@ class FrameFolderReader(_ClipReader):
     def __init__(self, path: str | Path, *, short_side: int | None = None, use_pil: bool = False) -> None:
         self.path = str(path)
         self.use_pil = use_pil
-        folder = Path(path)
-        if not folder.is_dir():
+        if not os.path.isdir(self.path):
             raise VideoDecodeError(f"{self.path}: no such frame folder")
-        # os.listdir + string sort: a third of the cost of Path objects for a 300-frame folder, paid per clip
-        names = sorted(n for n in os.listdir(folder) if n.lower().endswith(_FRAME_SUFFIXES))
-        self._files = [folder / n for n in names]
-        if not self._files:
+        # Names as strings, joined only for the frames read: Path objects for a 300-frame folder cost as much as
+        # decoding a frame, paid per clip.
+        self._names = sorted(n for n in os.listdir(self.path) if n.lower().endswith(_FRAME_SUFFIXES))
+        if not self._names:
             raise VideoDecodeError(f"{self.path}: no frames (*.jpg, *.png) in folder")
         self.short_side = short_side
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._names)
 
-    def _decode(self, file: Path) -> np.ndarray:
-        data = file.read_bytes()
-        image = None
-        if file.suffix.lower() in (".jpg", ".jpeg") and not self.use_pil:
+    def _decode(self, name: str, dest: np.ndarray | None = None) -> np.ndarray:
+        """Decode one image, into `dest` (H, W, 3) when given, else into a new array."""
+        file = os.path.join(self.path, name)
+        with open(file, "rb") as f:
+            data = f.read()
+        if name.lower().endswith((".jpg", ".jpeg")) and not self.use_pil:
             try:
                 import simplejpeg
 
+                if dest is not None and not self.short_side and self._fits(simplejpeg, data, dest):
+                    # Decoding straight into the clip saves an allocation and a copy per frame (measured 1.7x).
+                    return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=dest)
                 image = simplejpeg.decode_jpeg(data, colorspace="RGB")
             except (ImportError, ValueError):
                 image = None  # not installed, or a JPEG variant it refuses: PIL below
+        else:
+            image = None
         if image is None:
             import io
 
@@ -264,12 +314,34 @@ class FrameFolderReader(_ClipReader):
 
             h, w = image.shape[:2]
             image = np.asarray(Image.fromarray(image).resize(_resized_size(w, h, self.short_side), Image.BILINEAR))
-        return image
+        if dest is None:
+            return image
+        if image.shape != dest.shape:
+            raise VideoDecodeError(f"{file}: frame is {image.shape[1]}x{image.shape[0]}, the clip's first frame "
+                                   f"{dest.shape[1]}x{dest.shape[0]}; frames of one video must share a size")
+        dest[...] = image
+        return dest
+
+    @staticmethod
+    def _fits(simplejpeg, data: bytes, dest: np.ndarray) -> bool:
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+        return dest.shape == (height, width, 3)
 
     def get_frames(self, indices) -> np.ndarray:
         indices = self._checked(indices)
-        decoded = {i: self._decode(self._files[i]) for i in set(indices)}  # each file read once
-        return np.stack([decoded[i] for i in indices])
+        out = None
+        first_slot: dict[int, int] = {}  # each file read once
+        for slot, i in enumerate(indices):
+            if i in first_slot:
+                out[slot] = out[first_slot[i]]
+            elif out is None:
+                image = self._decode(self._names[i])
+                out = np.empty((len(indices), *image.shape), np.uint8)
+                out[slot] = image
+            else:
+                self._decode(self._names[i], out[slot])
+            first_slot.setdefault(i, slot)
+        return out
 
 
 def open_video(path: str | Path, *, threads: int = 1, short_side: int | None = None):
