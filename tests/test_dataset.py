@@ -59,6 +59,21 @@ def test_bad_videos_are_replaced_logged_once_and_counted(synthetic, tmp_path):
     test_ds = VideoClipDataset(bad[:1] + ann.records[:1], root=synthetic["root"], num_frames=4, size=32, mode="test",
                                bad_video_log=tmp_path / "bad_test.tsv")
     assert test_ds[0][1] == -1 and test_ds[1][1] == ann.records[0].label  # reported, not replaced
+    raw_ds = VideoClipDataset(bad[:1], num_frames=4, size=32, mode="test", bad_video_log=tmp_path / "bad_test.tsv",
+                              normalize=False)
+    assert raw_ds[0][0].dtype == torch.uint8  # batches with good videos' uint8 clips
+
+
+def test_uint8_items_normalised_on_the_device_match_float_items(synthetic):
+    from actionbench.data.transforms import normalize_clips
+
+    kwargs = dict(num_frames=4, size=32, mode="train", seed=3, flip=True)
+    as_float, raw = build_dataset(synthetic["train"], **kwargs), build_dataset(synthetic["train"], **kwargs,
+                                                                             normalize=False)
+    batch = next(iter(DataLoader(raw, batch_size=4, num_workers=2)))[0]
+    assert batch.dtype == torch.uint8
+    expected = torch.stack([as_float[i][0] for i in range(4)])
+    torch.testing.assert_close(normalize_clips(batch, as_float.transform.mean, as_float.transform.std), expected)
 
 
 def test_synthetic_temporal_pairs_are_time_reversals(synthetic):

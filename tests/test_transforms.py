@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from actionbench.data.transforms import TestTransform, TrainTransform, load_flip_map, multiscale_offsets
+from actionbench.data.transforms import (
+    TestTransform,
+    TrainTransform,
+    load_flip_map,
+    multiscale_offsets,
+    normalize_clips,
+)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -44,6 +50,22 @@ def test_normalisation_values():
     clip = torch.full((2, 8, 8, 3), 255, dtype=torch.uint8)
     out = TestTransform(8, MEAN, STD)(clip)
     torch.testing.assert_close(out, torch.full((3, 2, 8, 8), 2.0))
+
+
+def test_uint8_output_normalised_later_matches_the_float_output():
+    clip = torch.randint(0, 256, (4, 60, 80, 3), dtype=torch.uint8)
+    for make in (lambda **kw: TestTransform(40, MEAN, STD, num_crops=3, scale_size=50, **kw),
+                 lambda **kw: TrainTransform(40, MEAN, STD, flip=True, **kw)):
+        as_float, as_uint8 = make(), make(normalize=False)
+        for view in range(3):
+            if isinstance(as_float, TestTransform):
+                expected, raw = as_float(clip, view), as_uint8(clip, view)
+            else:  # same random crop and flip from the same seed
+                expected, raw = as_float(clip, 0, np.random.default_rng(view))[0], as_uint8(
+                    clip, 0, np.random.default_rng(view))[0]
+            assert raw.dtype == torch.uint8 and raw.shape == (3, 4, 40, 40)
+            batch = normalize_clips(raw.unsqueeze(0), MEAN, STD)  # as on the device, batched
+            torch.testing.assert_close(batch[0], expected)
 
 
 def test_multiscale_offsets_are_tsn_grid():

@@ -2,6 +2,8 @@
 
 Items are `(clip (C, T, H, W) float, label, video_index, view_index)`. Train and val give one item per video
 (val: the centre clip and crop); test gives `num_clips x num_crops` items per video, for video-level accuracy.
+With `normalize=False` the clip stays uint8 (a quarter of the bytes through the workers' shared memory and the
+copy to the device) and `transforms.normalize_clips` finishes it on the device, as the trainer does.
 
 Randomness comes from a generator seeded by (seed, epoch, item), so a run is reproducible whatever the number of
 data-loader workers; call `set_epoch` each epoch. A bad video (missing, empty, unreadable, no frames) never stops
@@ -53,6 +55,7 @@ class VideoClipDataset(Dataset):
         short_side_range: tuple[int, int] | None = None,
         seed: int = 0,
         bad_video_log: str | Path | None = None,
+        normalize: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -67,9 +70,10 @@ class VideoClipDataset(Dataset):
         self.seed, self.epoch = seed, 0
         if mode == "train":
             self.transform = TrainTransform(size, mean, std, scales=train_scales, short_side_range=short_side_range,
-                                            flip=flip)
+                                            flip=flip, normalize=normalize)
         else:
-            self.transform = TestTransform(size, mean, std, num_crops=self.num_crops, scale_size=scale_size)
+            self.transform = TestTransform(size, mean, std, num_crops=self.num_crops, scale_size=scale_size,
+                                           normalize=normalize)
         if bad_video_log is None:
             fd, bad_video_log = tempfile.mkstemp(prefix="actionbench-bad-videos-", suffix=".tsv")
             os.close(fd)
@@ -130,7 +134,8 @@ class VideoClipDataset(Dataset):
             except _BAD_VIDEO_ERRORS as exc:
                 self._report_bad(record, exc)
                 size = self.transform.size
-                return torch.zeros(3, self.num_frames, size, size), -1, video_index, view
+                dtype = torch.float32 if self.transform.normalize else torch.uint8
+                return torch.zeros(3, self.num_frames, size, size, dtype=dtype), -1, video_index, view
             return self.transform(frames, crop_index), record.label, video_index, view
         rng = np.random.default_rng([self.seed, self.epoch, index])
         for _ in range(len(self.records)):

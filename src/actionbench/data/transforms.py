@@ -1,7 +1,8 @@
 """Clip transforms on uint8 `(T, H, W, 3)` tensors: the same crop for every frame, float `(C, T, H, W)` out.
 
 Crops are cut from the uint8 frames first and resized once for the whole clip (bilinear, antialiased when
-shrinking), then normalised with the model's mean/std.
+shrinking), then normalised with the model's mean/std; with `normalize=False` the clip stays uint8 and
+`normalize_clips` finishes the job on the batch, on the device.
 """
 
 from __future__ import annotations
@@ -24,13 +25,29 @@ def _resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _to_float_clip(clip: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
-    """uint8 (T, h, w, 3) -> normalised float (3, T, size_h, size_w), in three passes over the output."""
-    frames = _resize_frames(clip.permute(0, 3, 1, 2), size)  # a (T, 3, h, w) view: channels-last strides
+def _to_clip(crop: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tensor:
+    """uint8 (T, h, w, 3) -> (3, T, size_h, size_w): normalised float, or uint8 when `mean` is None."""
+    frames = _resize_frames(crop.permute(0, 3, 1, 2), size)  # a (T, 3, h, w) view: channels-last strides
+    if mean is None:
+        return frames.transpose(0, 1).contiguous()
     out = torch.empty(3, frames.shape[0], *size).copy_(frames.transpose(0, 1))  # layout and dtype in one copy
-    scale = 1.0 / (255.0 * torch.tensor(std))
-    shift = -torch.tensor(mean) / torch.tensor(std)
-    return out.mul_(scale.view(3, 1, 1, 1)).add_(shift.view(3, 1, 1, 1))
+    return _normalize_(out, mean, std)
+
+
+def _normalize_(clips: torch.Tensor, mean, std) -> torch.Tensor:
+    """In place on float clips (..., 3, T, H, W) holding 0-255 values."""
+    scale = 1.0 / (255.0 * torch.tensor(std, device=clips.device))
+    shift = -torch.tensor(mean, device=clips.device) / torch.tensor(std, device=clips.device)
+    return clips.mul_(scale.view(3, 1, 1, 1)).add_(shift.view(3, 1, 1, 1))
+
+
+def normalize_clips(clips: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 clips (..., 3, T, H, W), e.g. a batch already on the GPU, -> normalised `dtype`.
+
+    Datasets built with `normalize=False` hand over uint8 clips: a quarter of float32's bytes through the
+    data-loader workers' shared memory and the host-to-device copy; this finishes the transform on the device.
+    """
+    return _normalize_(clips.to(dtype), mean, std)
 
 
 def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -74,12 +91,26 @@ def load_flip_map(spec: str | bool | None) -> tuple[bool, dict[int, int]]:
     return True, swap
 
 
-class TrainTransform:
+class _ClipTransform:
+    """What both transforms share: the last step, from a uint8 crop to the clip the model (or device) takes."""
+
+    size: int
+    mean: tuple
+    std: tuple
+    normalize: bool
+
+    def _finish(self, crop: torch.Tensor) -> torch.Tensor:
+        """Resize to `size` x `size`, lay out (3, T, H, W); normalised float, or uint8 without `normalize`."""
+        mean = self.mean if self.normalize else None
+        return _to_clip(crop, (self.size, self.size), mean, self.std)
+
+
+class TrainTransform(_ClipTransform):
     """Multi-scale crop (TSN) or random short side in a range + random crop; horizontal flip by policy."""
 
     def __init__(self, size: int, mean, std, *, scales=MULTI_SCALES, short_side_range: tuple[int, int] | None = None,
-                 flip: str | bool | None = False, max_distort: int = 1) -> None:
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+                 flip: str | bool | None = False, max_distort: int = 1, normalize: bool = True) -> None:
+        self.size, self.mean, self.std, self.normalize = size, tuple(mean), tuple(std), normalize
         self.scales, self.short_side_range, self.max_distort = tuple(scales), short_side_range, max_distort
         self.flip, self.swap = load_flip_map(flip)
 
@@ -106,19 +137,20 @@ class TrainTransform:
         if self.flip and rng.random() < 0.5:
             crop = crop.flip(2)
             label = self.swap.get(label, label)
-        return _to_float_clip(crop, (self.size, self.size), self.mean, self.std), label
+        return self._finish(crop), label
 
 
-class TestTransform:
+class TestTransform(_ClipTransform):
     """Resize the shorter side to `scale_size`, then 1 (centre), 3 (along the long side), 5 (corners + centre) or
     10 (5 and their flips) crops of `size`; `view` picks the crop."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, size: int, mean, std, *, num_crops: int = 1, scale_size: int | None = None) -> None:
+    def __init__(self, size: int, mean, std, *, num_crops: int = 1, scale_size: int | None = None,
+                 normalize: bool = True) -> None:
         if num_crops not in (1, 3, 5, 10):
             raise ValueError(f"num_crops must be 1, 3, 5 or 10, got {num_crops}")
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.size, self.mean, self.std, self.normalize = size, tuple(mean), tuple(std), normalize
         self.num_crops, self.scale_size = num_crops, scale_size or size
 
     def crop_box(self, height: int, width: int, view: int) -> tuple[int, int, bool]:
@@ -142,4 +174,4 @@ class TestTransform:
         crop = clip[:, top : top + self.size, left : left + self.size]
         if flipped:
             crop = crop.flip(2)
-        return _to_float_clip(crop, (self.size, self.size), self.mean, self.std)
+        return self._finish(crop)

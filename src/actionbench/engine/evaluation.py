@@ -14,7 +14,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from actionbench.data.transforms import normalize_clips
 from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
+
+
+def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Tensor:
+    """A batch from the data loader, on `device`, normalised there with the model's mean/std if it came as uint8."""
+    clips = clips.to(device, non_blocking=True)
+    if clips.dtype == torch.uint8:
+        net = getattr(model, "module", model)  # DDP wraps the model
+        clips = normalize_clips(clips, net.mean, net.std)
+    return clips
 
 
 @torch.no_grad()
@@ -29,7 +39,7 @@ def collect_view_logits(model, dataset, *, batch_size: int, workers: int, device
     labels: dict[int, int] = {}
     for clips, targets, videos, views in (progress(loader) if progress else loader):
         with autocast() if autocast else torch.autocast("cpu", enabled=False):
-            out = model(clips.to(device, non_blocking=True)).float().cpu()
+            out = model(to_model_input(clips, model, device)).float().cpu()
         for row, target, video, view in zip(out, targets.tolist(), videos.tolist(), views.tolist(), strict=True):
             logits[(video, view)] = row
             labels[video] = target

@@ -28,7 +28,13 @@ from actionbench.engine.distributed import (
     cleanup_distributed,
     init_distributed,
 )
-from actionbench.engine.evaluation import accuracy_metrics, aggregate_videos, collect_view_logits, write_predictions
+from actionbench.engine.evaluation import (
+    accuracy_metrics,
+    aggregate_videos,
+    collect_view_logits,
+    to_model_input,
+    write_predictions,
+)
 from actionbench.engine.logging import MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
 
@@ -72,6 +78,7 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
         scale_size=scale, mean=model.mean, std=model.std, flip=d.flip, train_scales=tuple(d.train_scales),
         short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
         seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
+        normalize=False,  # uint8 through the workers and to the device; `to_model_input` normalises there
     )
 
 
@@ -248,7 +255,7 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
                 lr = learning_rate(cfg.optim, step, iters_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                clips, labels = to_model_input(clips, model, device), labels.to(device, non_blocking=True)
                 if cfg.train.channels_last and clips.dim() == 5:
                     clips = clips.contiguous(memory_format=torch.channels_last_3d)
                 with autocast():
