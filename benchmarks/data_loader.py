@@ -85,7 +85,7 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(exist_ok=True)
     torch.set_num_threads(1)
-    videos = [make_video(cache / f"pan_g30_{v}.mp4", 30) for v in range(args.videos)]
+    videos = [make_video(cache, 30, v) for v in range(args.videos)]
     folders = []
     for path in videos:
         folders.append(cache / f"frames_{path.stem}")

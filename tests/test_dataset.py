@@ -86,3 +86,15 @@ def test_synthetic_temporal_pairs_are_time_reversals(synthetic):
         assert not np.array_equal(forward, backward)
     lines = synthetic["train"].read_text().splitlines()
     assert len(lines) == 4 * 4 and (synthetic["root"] / lines[0].split()[0]).stat().st_size > 0
+
+
+def test_index_cache_is_filled_once_per_video_and_auto_uses_the_cache_home(synthetic, tmp_path, monkeypatch):
+    from actionbench.data.decode import resolve_index_cache
+
+    ds = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", index_cache=tmp_path / "idx")
+    first = torch.stack([ds[i][0] for i in range(len(ds))])
+    assert len(list((tmp_path / "idx").rglob("*.idx"))) == len(ds.records)
+    torch.testing.assert_close(torch.stack([ds[i][0] for i in range(len(ds))]), first)  # same clips when warm
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    assert resolve_index_cache("auto") == tmp_path / "home-cache" / "actionbench" / "video-index"
+    assert resolve_index_cache("none") is None and resolve_index_cache(None) is None

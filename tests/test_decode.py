@@ -9,29 +9,38 @@ from tests.videos import cut_with_edit_list, write_video
 
 def _check_every_access_pattern(path, expect_frames=None):
     truth = decode_all(path)
-    with open_video(path) as reader:
-        assert len(reader) == len(truth)
-        if expect_frames is not None:
-            assert len(reader) == expect_frames
-        n = len(reader)
-        rng = np.random.default_rng(0)
-        patterns = [
-            list(range(n)),  # everything
-            [n - 1, 0, n // 2, n // 2],  # unsorted, repeated
-            list(range(0, n, 7)),  # uniform-like, forward
-            list(range(n // 3, n // 3 + 8)),  # dense
-            sorted(rng.choice(n, size=min(8, n), replace=False).tolist()),
-            [n - 1],  # last frame alone (seek to the last keyframe)
-            [1, 2],  # right after the first frames: decoded forward
-        ]
-        # decode forward across nearby keyframes, or seek to every target's keyframe; with and without skipping
-        for seek_gap, skip in ((16, True), (0, True), (4, False)):
-            reader.seek_gap, reader.skip_nonref = seek_gap, skip
-            for indices in patterns:
-                got = reader.get_frames(indices)
-                assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
-                np.testing.assert_array_equal(got, truth[indices],
-                                              err_msg=f"{path} frames {indices} gap {seek_gap} skip {skip}")
+    cache = path.parent / f"index-cache-{path.name}"
+    # without an index cache, then with one: cold (index built and written), warm (index read back)
+    for kwargs in ({}, {"index_cache": cache}, {"index_cache": cache}):
+        with open_video(path, **kwargs) as reader:
+            _check_reader(reader, truth, expect_frames)
+    assert len(list(cache.rglob("*.idx"))) == 1
+
+
+def _check_reader(reader, truth, expect_frames):
+    path = reader.path
+    assert len(reader) == len(truth)
+    if expect_frames is not None:
+        assert len(reader) == expect_frames
+    n = len(reader)
+    rng = np.random.default_rng(0)
+    patterns = [
+        list(range(n)),  # everything
+        [n - 1, 0, n // 2, n // 2],  # unsorted, repeated
+        list(range(0, n, 7)),  # uniform-like, forward
+        list(range(n // 3, n // 3 + 8)),  # dense
+        sorted(rng.choice(n, size=min(8, n), replace=False).tolist()),
+        [n - 1],  # last frame alone (seek to the last keyframe)
+        [1, 2],  # right after the first frames: decoded forward
+    ]
+    # decode forward across nearby keyframes, or seek to every target's keyframe; with and without skipping
+    for seek_gap, skip in ((16, True), (0, True), (4, False)):
+        reader.seek_gap, reader.skip_nonref = seek_gap, skip
+        for indices in patterns:
+            got = reader.get_frames(indices)
+            assert got.dtype == np.uint8 and got.shape == (len(indices), *truth.shape[1:])
+            np.testing.assert_array_equal(got, truth[indices],
+                                          err_msg=f"{path} frames {indices} gap {seek_gap} skip {skip}")
 
 
 def test_h264_with_b_frames_at_two_gop_sizes(tmp_path):
@@ -69,6 +78,25 @@ def test_mpeg_ts_falls_back_to_sequential_decoding(tmp_path):
 
 def test_webm_vp9(tmp_path):
     _check_every_access_pattern(write_video(tmp_path / "clip.webm", 40, codec="libvpx-vp9", gop=10), 40)
+
+
+def test_index_cache_follows_the_file_and_survives_bad_entries(tmp_path, caplog):
+    path = write_video(tmp_path / "a.mp4", 30, gop=10)
+    cache = tmp_path / "cache"
+    with VideoReader(path, index_cache=cache) as reader:
+        index = (list(reader._pts), list(reader._keyframe_pts))
+    entry = next(cache.rglob("*.idx"))
+    entry.write_bytes(b"\x01" * 20)  # damaged: rebuilt, not trusted
+    with VideoReader(path, index_cache=cache) as reader:
+        assert (reader._pts, reader._keyframe_pts) == index
+    write_video(path, 20, gop=10)  # the video changes: a new entry, the right frame count
+    with VideoReader(path, index_cache=cache) as reader:
+        assert len(reader) == 20
+    assert len(list(cache.rglob("*.idx"))) == 2
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    with VideoReader(path, index_cache=blocked) as reader:  # cannot write: warns, still reads
+        assert len(reader.get_frames([0, 19])) == 2
 
 
 def test_resize_at_conversion(tmp_path):

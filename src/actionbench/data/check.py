@@ -9,18 +9,19 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from actionbench.data.annotations import FORMATS, AnnotationError, load_annotations
-from actionbench.data.decode import open_video
+from actionbench.data.decode import open_video, resolve_index_cache
 
 
-def check_video(path: str, min_frames: int) -> tuple[str, int | None, str]:
-    """(path, frames, problem): problem is empty for a good video. Decodes the first and last frames."""
+def check_video(path: str, min_frames: int, index_cache: Path | None = None) -> tuple[str, int | None, str]:
+    """(path, frames, problem): problem is empty for a good video. Decodes the first and last frames; with an
+    `index_cache`, the frame index it builds is kept for training."""
     p = Path(path)
     if not p.exists():
         return path, None, "missing"
     if p.is_file() and p.stat().st_size == 0:
         return path, None, "zero-byte file"
     try:
-        with open_video(p) as reader:
+        with open_video(p, index_cache=index_cache) as reader:
             frames = len(reader)
             reader.get_frames([0, frames - 1])
     except Exception as exc:  # every failure is a finding to report, not a crash
@@ -31,14 +32,16 @@ def check_video(path: str, min_frames: int) -> tuple[str, int | None, str]:
 
 
 def check_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,
-                  workers: int = 2, min_frames: int = 1, progress: bool = True) -> list[dict]:
+                  workers: int = 2, min_frames: int = 1, progress: bool = True,
+                  index_cache: str | Path | None = None) -> list[dict]:
     """Every record of the annotation file with its problem ("" when fine)."""
     ann = load_annotations(annotations, format, root=root)
     base = Path(root) if root else Path(annotations).parent
     paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in ann.records]
     rows = []
     with ProcessPoolExecutor(max(1, workers)) as pool:
-        results = pool.map(check_video, paths, [min_frames] * len(paths), chunksize=4)
+        cache = resolve_index_cache(index_cache)
+        results = pool.map(check_video, paths, [min_frames] * len(paths), [cache] * len(paths), chunksize=4)
         if progress:
             from rich.progress import track
 
@@ -59,11 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     check.add_argument("--workers", type=int, default=2)
     check.add_argument("--min-frames", type=int, default=1, help="videos with fewer frames are reported")
     check.add_argument("--report", default="data_check.csv", help="CSV report of the bad entries")
+    check.add_argument("--index-cache", default="auto",
+                       help="keep the frame indexes built here for training (as data.index_cache): auto, none, or a "
+                            "folder")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames)
+        rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames,
+                             index_cache=args.index_cache)
     except (AnnotationError, FileNotFoundError) as exc:
         print(f"actionbench data check: {exc}", file=sys.stderr)
         return 2

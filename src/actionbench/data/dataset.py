@@ -56,6 +56,7 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         bad_video_log: str | Path | None = None,
         normalize: bool = True,
+        index_cache: str | Path | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -78,6 +79,7 @@ class VideoClipDataset(Dataset):
             fd, bad_video_log = tempfile.mkstemp(prefix="actionbench-bad-videos-", suffix=".tsv")
             os.close(fd)
         self.bad_video_log = Path(bad_video_log)
+        self.index_cache = index_cache  # folder keeping the videos' frame indexes across epochs (decode.py)
         self._frame_counts: dict[int, int] = {}
         self._logged: set[str] = set()
 
@@ -98,7 +100,7 @@ class VideoClipDataset(Dataset):
     def load_clip(self, video_index: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
         """Decode the frames of one clip, uint8 (T, H, W, 3)."""
         record = self.records[video_index]
-        with open_video(self.path_of(record)) as reader:
+        with open_video(self.path_of(record), index_cache=self.index_cache) as reader:
             count = self._frame_counts.setdefault(video_index, len(reader))
             indices = clip_indices(count, self.num_frames, sampling=self.sampling, train=self.mode == "train",
                                    stride=self.stride, clip_index=clip_index, num_clips=self.num_clips, rng=rng)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from actionbench.config import Config, save_config, to_dict
 from actionbench.data.annotations import Annotations, load_annotations
 from actionbench.data.dataset import VideoClipDataset
+from actionbench.data.decode import resolve_index_cache
 from actionbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from actionbench.engine.distributed import (
     DistInfo,
@@ -79,6 +80,7 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
         short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
         seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
         normalize=False,  # uint8 through the workers and to the device; `to_model_input` normalises there
+        index_cache=resolve_index_cache(d.index_cache),
     )
 
 
