@@ -267,11 +267,13 @@ class VideoReader(_ClipReader):
 class _IndexCache:
     """A video's frame index kept on disk, so that later epochs (and runs) skip demuxing the whole file: ~3 ms of a
     ~30 ms dense clip here. One small file per video, named by a hash of its path, size and modification time (a
-    changed video gets a new entry), written atomically: safe for many data-loader workers and ranks at once.
-    Layout, int64: version, seekable, frame count, keyframe count, then either the timestamps or (start, step) when
-    they are evenly spaced, then the keyframes' positions among the frames."""
+    changed video gets a new entry), written atomically under a unique temporary name: safe for many data-loader
+    workers, ranks and nodes at once. Layout, int64: version, flags (1 seekable, 2 evenly spaced timestamps), frame
+    count, keyframe count, checksum; then the timestamps, or (start, step) when evenly spaced; then the keyframes'
+    positions among the frames. A damaged or foreign entry is rebuilt, never trusted."""
 
-    VERSION = 1
+    VERSION = 2
+    HEADER = 5
 
     def __init__(self, folder: str | Path, video: Path) -> None:
         import hashlib
@@ -285,32 +287,36 @@ class _IndexCache:
             data = np.fromfile(self.file, dtype=np.int64)
         except OSError:
             return False
-        if len(data) < 4 or data[0] != self.VERSION:
+        if len(data) < self.HEADER or data[0] != self.VERSION:
             return False
-        seekable, count, keys = int(data[1]), int(data[2]), int(data[3])
-        evenly = seekable >= 2
-        stamps = 2 if evenly else count
-        if len(data) != 4 + stamps + keys or count == 0:
-            return False  # truncated or foreign: rebuild
-        body = data[4:]
-        pts = body[0] + body[1] * np.arange(count, dtype=np.int64) if evenly else body[:count]
+        flags, count, keys, checksum = (int(v) for v in data[1 : self.HEADER])
+        stamps = 2 if flags & 2 else count
+        body = data[self.HEADER :]
+        if count <= 0 or len(body) != stamps + keys or int(body.sum()) != checksum:
+            return False
+        positions = body[stamps:]
+        if keys and not (positions.min() >= 0 and positions.max() < count):
+            return False
+        pts = body[0] + body[1] * np.arange(count, dtype=np.int64) if flags & 2 else body[:count]
         reader._pts = pts.tolist()
-        reader._keyframe_pts = [reader._pts[i] for i in body[stamps:].tolist()]
-        reader._seekable = reader._seekable and bool(seekable & 1)
+        reader._keyframe_pts = [reader._pts[i] for i in positions.tolist()]
+        reader._seekable = reader._seekable and bool(flags & 1)
         return True
 
     def save(self, reader: VideoReader) -> None:
+        import uuid
+
         pts = np.asarray(reader._pts, dtype=np.int64)
         steps = np.diff(pts)
         evenly = len(pts) > 1 and bool((steps == steps[0]).all())
         keys = np.searchsorted(pts, np.asarray(reader._keyframe_pts, dtype=np.int64))
-        header = [self.VERSION, int(reader._seekable) | (2 if evenly else 0), len(pts), len(keys)]
-        body = [pts[0], steps[0]] if evenly else pts
-        data = np.concatenate([np.asarray(header, np.int64), np.asarray(body, np.int64), keys.astype(np.int64)])
+        body = np.concatenate([np.asarray([pts[0], steps[0]] if evenly else pts, np.int64), keys.astype(np.int64)])
+        flags = int(reader._seekable) | (2 if evenly else 0)
+        header = np.asarray([self.VERSION, flags, len(pts), len(keys), int(body.sum())], np.int64)
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.file.with_name(f"{self.file.name}.{os.getpid()}.tmp")
-            data.tofile(temporary)
+            temporary = self.file.with_name(f"{self.file.name}.{uuid.uuid4().hex}.tmp")
+            np.concatenate([header, body]).tofile(temporary)
             os.replace(temporary, self.file)
         except OSError as exc:  # a read-only or full cache costs speed, never the run
             if not _IndexCache._warned:
@@ -424,7 +430,10 @@ def resolve_index_cache(setting: str | Path | None) -> Path | None:
     if setting in (None, "", "none", "null", "false"):
         return None
     if setting == "auto":
-        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "actionbench" / "video-index"
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        if base.startswith("~"):
+            return None  # no home folder (e.g. a container user without one): no cache rather than a "~" folder
+        return Path(base) / "actionbench" / "video-index"
     return Path(setting)
 
 
