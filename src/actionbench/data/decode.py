@@ -35,10 +35,10 @@ def _to_rgb(frame, width: int, height: int):
     One converter per thread keeps FFmpeg's scaling context alive between frames and clips (a fresh one per frame,
     as `VideoFrame.to_ndarray` makes, cost ~8x the conversion here) and converts on this thread only.
     """
-    from av.video.reformatter import VideoReformatter
-
     converter = getattr(_converters, "reformatter", None)
     if converter is None:
+        from av.video.reformatter import VideoReformatter
+
         converter = _converters.reformatter = VideoReformatter()
     return converter.reformat(frame, width=width, height=height, format="rgb24", threads=1)
 
