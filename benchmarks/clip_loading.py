@@ -123,9 +123,10 @@ def limit_ms(indices, pos, key_of, per_frame_ms: float, rgb_ms: float, open_ms: 
     return total * per_frame_ms + len(indices) * rgb_ms + open_ms
 
 
-def decode_costs(path: Path) -> tuple[float, float]:
-    """ms per frame of a single-thread full decode that drops each frame (as `ffmpeg -threads 1 -f null` does; keeping
-    them measured 6 % slower), median of 3; and ms per frame of RGB conversion with a kept scaling context."""
+def decode_costs(path: Path, count: int) -> tuple[float, float]:
+    """ms per frame (of `count`) of a single-thread full decode that drops each frame (as `ffmpeg -threads 1 -f null`
+    does; keeping them measured 6 % slower), median of 3; and ms per frame of RGB conversion with a kept scaling
+    context."""
     def full_decode(keep: int = 0) -> list:
         with av.open(str(path)) as c:
             c.streams.video[0].thread_count = 1
@@ -136,7 +137,6 @@ def decode_costs(path: Path) -> tuple[float, float]:
             return kept
 
     frames = full_decode(keep=8)
-    count = len(decode_order_info(path)[0])
     per_frame = time_call(full_decode) / count
     converter = VideoReformatter()
     rgb = time_call(lambda: [converter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames]) / 8
@@ -238,7 +238,7 @@ def video_row(videos: list[Path], gop: int, sampling: str, clips: int, rounds: i
     times = {(name, k): [] for name in methods for k in range(len(plan))}
     for _ in range(rounds):
         for path in videos:
-            per_frame, rgb = decode_costs(path)
+            per_frame, rgb = decode_costs(path, len(info[path][0]))
             costs[path].append((per_frame, rgb, time_call(lambda p=path: av.open(str(p)).close())))
         for k, (path, idx) in enumerate(plan):
             for name, fn in methods.items():

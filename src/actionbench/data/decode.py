@@ -360,6 +360,7 @@ class FrameFolderReader(_ClipReader):
         file = os.path.join(self.path, name)
         with open(file, "rb") as f:
             data = f.read()
+        image = None
         if name.lower().endswith((".jpg", ".jpeg")) and not self.use_pil:
             try:
                 import simplejpeg
@@ -369,9 +370,7 @@ class FrameFolderReader(_ClipReader):
                     return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=dest)
                 image = simplejpeg.decode_jpeg(data, colorspace="RGB")
             except (ImportError, ValueError):
-                image = None  # not installed, or a JPEG variant it refuses: PIL below
-        else:
-            image = None
+                pass  # not installed, or a JPEG variant it refuses: PIL below
         if image is None:
             import io
 
