@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 
+from actionbench.data import mp4index
 from actionbench.data.decode import FrameFolderReader, VideoDecodeError, VideoReader, decode_all, open_video
+from actionbench.data.mp4index import mp4_frame_index
 from tests.videos import cut_with_edit_list, write_video
 
 
 def _check_every_access_pattern(path, expect_frames=None):
     truth = decode_all(path)
+    with VideoReader(path) as reader:  # the index from the MP4 sample table, when taken, equals the demuxed one
+        reader._reopen()
+        assert (reader._pts, reader._keyframe_pts) == reader._demux_index()
     cache = path.parent / f"index-cache-{path.name}"
     # without an index cache, then with one: cold (index built and written), warm (index read back)
     for kwargs in ({}, {"index_cache": cache}, {"index_cache": cache}):
@@ -48,7 +53,17 @@ def test_h264_with_b_frames_at_two_gop_sizes(tmp_path):
     with VideoReader(tmp_path / "g12.mp4") as reader:
         reader.get_frames([5, 50])
         assert reader._seekable  # served by keyframe seeking, not by the sequential fallback
+        reader._reopen()
+        assert mp4_frame_index(reader.path, reader._container, reader._stream) is not None  # no full demux
     _check_every_access_pattern(write_video(tmp_path / "g250.mp4", 60, gop=250, bframes=2), 60)
+
+
+def test_sample_table_disagreeing_with_the_packets_is_not_trusted(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "g10.mp4", 30, gop=10, bframes=2)
+    offsets = mp4index._composition_offsets
+    monkeypatch.setattr(mp4index, "_composition_offsets", lambda moov, spans: offsets(moov, spans) + 1)
+    with VideoReader(path) as reader:  # the index comes from demuxing the whole file instead
+        np.testing.assert_array_equal(reader.get_frames(range(30)), decode_all(path))
 
 
 def test_open_gop_h264(tmp_path):

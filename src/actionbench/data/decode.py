@@ -4,7 +4,8 @@
 uint8 `(len(indices), H, W, 3)` in the order asked (repeats allowed). Indices are 0-based display positions.
 
 The video reader builds its frame index by demuxing only (display-order timestamps, keyframes; packets an edit list
-marks as discarded are not frames), optionally kept on disk for later epochs; sorts the requested frames, seeks
+marks as discarded are not frames; an MP4's is read from its sample table, see `mp4index`), optionally kept on disk
+for later epochs; sorts the requested frames, seeks
 only when the next target's keyframe lies ahead of the decoder, otherwise decodes forward, tells the decoder to skip
 non-reference frames that are not targets, drains the decoder once the missing targets are inside it (rather than
 decoding packets only to push them out of its reorder delay), and converts only the targets to RGB. Containers
@@ -21,6 +22,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
+from actionbench.data.mp4index import SampleTableMismatch, mp4_frame_index
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _UNSEEKABLE_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v")  # no reliable index to seek by
@@ -119,6 +122,17 @@ class VideoReader(_ClipReader):
                 cache.save(self)
 
     def _build_index(self) -> None:
+        try:
+            index = mp4_frame_index(self.path, self._container, self._stream)
+        except SampleTableMismatch:
+            self._reopen()  # the check read packets: demux from the start
+            index = None
+        self._pts, self._keyframe_pts = index or self._demux_index()
+        if not self._pts:
+            raise VideoDecodeError(f"{self.path}: no video frames")
+
+    def _demux_index(self) -> tuple[list[int], list[int]]:
+        """(display timestamps, keyframes' timestamps), sorted, from every packet of the file."""
         frames: list[tuple[int, bool]] = []
         try:
             for packet in self._container.demux(self._stream):
@@ -130,10 +144,7 @@ class VideoReader(_ClipReader):
         except Exception as exc:  # av errors on broken files
             raise VideoDecodeError(f"{self.path}: cannot demux ({exc})") from exc
         frames.sort()
-        self._pts = [pts for pts, _ in frames]
-        self._keyframe_pts = [pts for pts, key in frames if key]
-        if not self._pts:
-            raise VideoDecodeError(f"{self.path}: no video frames")
+        return [pts for pts, _ in frames], [pts for pts, key in frames if key]
 
     def __len__(self) -> int:
         return len(self._pts)
