@@ -88,7 +88,7 @@ def main() -> None:
     videos = [make_video(cache, 30, v) for v in range(args.videos)]
     folders = []
     for path in videos:
-        folders.append(cache / f"frames_{path.stem}")
+        folders.append(cache / f"frames420_{path.stem}")
         extract_frames(path, folders[-1], short_side=256, quality=90)
 
     def loader(dataset_class, paths, normalize=False):

@@ -32,8 +32,24 @@ def _scaled(width: int, height: int, short_side: int) -> tuple[int, int]:
     return 2 * round(width * scale / 2), 2 * round(height * scale / 2)  # even sizes for yuv420p
 
 
+def _into_display_order(folder: Path, stamps: list[int]) -> None:
+    """Rename `folder`'s frames 00001.jpg ... (written in decode output order, timestamps `stamps`) by timestamp."""
+    order = sorted(range(len(stamps)), key=stamps.__getitem__)
+    if order == list(range(len(stamps))):
+        return
+    for i in range(len(stamps)):
+        (folder / f"{i + 1:05d}.jpg").rename(folder / f"{i + 1:05d}.tmp")
+    for rank, i in enumerate(order, start=1):
+        (folder / f"{i + 1:05d}.tmp").rename(folder / f"{rank:05d}.jpg")
+
+
 def extract_frames(video: Path, out_dir: Path, short_side: int = 256, quality: int = 90) -> str:
-    """Write `out_dir/00001.jpg ...` (shorter side `short_side`); returns "done" or "skipped"."""
+    """Write `out_dir/00001.jpg ...` (shorter side `short_side`); returns "done" or "skipped".
+
+    Frames are written as decoded (memory stays flat however long the video) and renamed into display order only
+    if the decoder returned them out of it. JPEGs are 4:2:0 as FFmpeg writes them: against 4:4:4 at the same
+    quality, 14 % smaller and 1.8x faster to decode (measured on real footage, benchmarks/clip_loading.py).
+    """
     import av
     import simplejpeg
 
@@ -43,14 +59,19 @@ def extract_frames(video: Path, out_dir: Path, short_side: int = 256, quality: i
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        stamps = []
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
             stream.thread_count = 1
-            frames = sorted((f for f in container.decode(stream) if f.pts is not None), key=lambda f: f.pts)
-            for i, frame in enumerate(frames, start=1):
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                stamps.append(frame.pts)
                 width, height = _scaled(frame.width, frame.height, short_side)
                 image = frame.to_ndarray(format="rgb24", width=width, height=height)
-                (tmp / f"{i:05d}.jpg").write_bytes(simplejpeg.encode_jpeg(image, quality=quality, colorspace="RGB"))
+                jpeg = simplejpeg.encode_jpeg(image, quality=quality, colorspace="RGB", colorsubsampling="420")
+                (tmp / f"{len(stamps):05d}.jpg").write_bytes(jpeg)
+        _into_display_order(tmp, stamps)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
