@@ -1,9 +1,11 @@
 """Frame-exact decoding on real files, including those popular readers get wrong."""
 
+import os
+
 import numpy as np
 import pytest
 
-from actionbench.data import mp4index
+from actionbench.data import decode, mp4index
 from actionbench.data.decode import FrameFolderReader, VideoDecodeError, VideoReader, decode_all, open_video
 from actionbench.data.mp4index import mp4_frame_index
 from tests.videos import cut_with_edit_list, write_video
@@ -167,3 +169,24 @@ def test_frame_folder_with_frames_of_two_sizes_names_the_file(tmp_path):
         assert reader.get_frames([2, 0])[0, 0, 0, 2] > 200  # the PNG, blue
         with pytest.raises(VideoDecodeError, match="00002.jpg: frame is 32x48"):
             reader.get_frames([0, 1])
+
+
+def test_frame_folder_names_in_natural_order_and_remembered_until_the_folder_changes(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for i in range(1, 13):  # unpadded numbers: 10.jpg sorts after 9.jpg, not after 1.jpg
+        Image.new("RGB", (16, 16), (20 * i, 0, 0)).save(folder / f"{i}.jpg", quality=100)
+    red = [int(FrameFolderReader(folder).get_frames([i])[0, 8, 8, 0]) for i in range(12)]
+    assert red == sorted(red) and abs(red[9] - 200) <= 3
+    assert isinstance(FrameFolderReader(folder)._names, decode._NumberedNames)  # remembered as a run
+    Image.new("RGB", (16, 16), "blue").save(folder / "13.jpg")  # a frame added, even within the same mtime tick
+    assert len(FrameFolderReader(folder)) == 13
+    (folder / "13.jpg").unlink()
+    (folder / "12.jpg").unlink()
+    assert len(FrameFolderReader(folder)) == 11
+    (folder / "x.jpg").write_bytes((folder / "1.jpg").read_bytes())
+    os.utime(folder, ns=(1, 1))  # an irregular folder is listed, not remembered
+    reader = FrameFolderReader(folder)
+    assert len(reader) == 12 and reader._names[-1] == "x.jpg" and isinstance(reader._names, list)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -344,8 +345,63 @@ class _SeekOvershoot(Exception):
     """A seek landed after its target: the container's index is not trustworthy."""
 
 
+def _natural_key(name: str) -> list:
+    """Sort key putting `2.jpg` before `10.jpg` (numbers compared as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+class _NumberedNames:
+    """A folder's frame names when they are one run of numbers, e.g. 00001.jpg ... 00300.jpg: four fields to keep
+    per folder instead of 300 strings."""
+
+    def __init__(self, prefix: str, first: int, width: int, suffix: str, count: int) -> None:
+        self.prefix, self.first, self.width, self.suffix, self.count = prefix, first, width, suffix, count
+
+    @classmethod
+    def of(cls, names: list[str]) -> _NumberedNames | None:
+        match = re.fullmatch(r"(.*?)(\d+)(\.\w+)", names[0])
+        if match is None:
+            return None
+        prefix, digits, suffix = match.groups()
+        numbered = cls(prefix, int(digits), len(digits), suffix, len(names))
+        return numbered if all(numbered[i] == name for i, name in enumerate(names)) else None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> str:
+        return f"{self.prefix}{self.first + i:0{self.width}d}{self.suffix}"
+
+
+_numbered_folders: dict[str, tuple[int, _NumberedNames]] = {}
+
+
+def _frame_names(folder: str) -> list[str] | _NumberedNames:
+    """The frame files of `folder` in natural order.
+
+    A numbered run is remembered for the process, so that later epochs skip listing the folder (0.35 ms of a 4 ms
+    clip for 300 frames); it is trusted while the folder's modification time is unchanged, its last frame exists and
+    no next one does.
+    """
+    mtime = os.stat(folder).st_mtime_ns
+    known = _numbered_folders.get(folder)
+    if known is not None and known[0] == mtime:
+        names = known[1]
+        if os.path.exists(os.path.join(folder, names[len(names) - 1])) and not os.path.exists(
+            os.path.join(folder, names[len(names)])
+        ):
+            return names
+    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(_FRAME_SUFFIXES)), key=_natural_key)
+    numbered = _NumberedNames.of(names) if names else None
+    if numbered is None:
+        return names
+    _numbered_folders[folder] = (mtime, numbered)
+    return numbered
+
+
 class FrameFolderReader(_ClipReader):
-    """Frames stored as images `00001.jpg`, `img_00001.jpg`, ... (1-based on disk, 0-based here), sorted by name.
+    """Frames stored as images `00001.jpg`, `img_00001.jpg`, `1.jpg` ... (1-based on disk, 0-based here), in
+    natural order (`2.jpg` before `10.jpg`).
 
     JPEGs are decoded with libjpeg-turbo through simplejpeg straight into the clip, PIL otherwise (PNG, or a JPEG
     simplejpeg refuses); frames of one folder must share a size.
@@ -358,8 +414,8 @@ class FrameFolderReader(_ClipReader):
             raise VideoDecodeError(f"{self.path}: no such frame folder")
         # Names as strings, joined only for the frames read: Path objects for a 300-frame folder cost as much as
         # decoding a frame, paid per clip.
-        self._names = sorted(n for n in os.listdir(self.path) if n.lower().endswith(_FRAME_SUFFIXES))
-        if not self._names:
+        self._names = _frame_names(self.path)
+        if not len(self._names):
             raise VideoDecodeError(f"{self.path}: no frames (*.jpg, *.png) in folder")
         self.short_side = short_side
 
