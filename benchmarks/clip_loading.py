@@ -179,26 +179,24 @@ FRAME_METHODS = {
 }
 
 
-def frame_method_ms(name: str, folder: Path, calls: int = 5) -> float:
+def frame_method_ms(name: str, folder: Path, calls: int = 15, warmup: int = 3) -> float:
     indices = uniform_test_indices(len(list(folder.glob("*.jpg"))), 8)
+    time_call(lambda: FRAME_METHODS[name](folder, indices), repeat=warmup)
     return time_call(lambda: FRAME_METHODS[name](folder, indices), repeat=calls)
 
 
-def frame_folder_table(folder: Path, rounds: int = 15, fresh: bool = False) -> str:
-    """ms per uniform 8-frame clip from a frame folder, methods interleaved, median over rounds; with `fresh`, each
-    measurement in a new process (the heap as a data-loader worker starts), else in this one."""
+def frame_folder_table(folder: Path, rounds: int = 5) -> str:
+    """ms per uniform 8-frame clip from a frame folder. Each method runs in a process of its own, as in a
+    data-loader worker (methods sharing one process changed each other's times by up to 2x through the heap's
+    state): 3 warm-up clips, then the median of 15; processes interleaved over `rounds`, median taken."""
     times = {name: [] for name in FRAME_METHODS}
     for _ in range(rounds):
         for name in FRAME_METHODS:
-            if fresh:
-                run = subprocess.run([sys.executable, __file__, "--frame-method", name, "--cache", str(folder)],
-                                     capture_output=True, text=True, check=True)
-                times[name].append(float(run.stdout))
-            else:
-                times[name].append(frame_method_ms(name, folder))
+            run = subprocess.run([sys.executable, __file__, "--frame-method", name, "--cache", str(folder)],
+                                 capture_output=True, text=True, check=True)
+            times[name].append(float(run.stdout))
     ours = statistics.median(times[next(iter(FRAME_METHODS))])
-    where = "a fresh process per measurement" if fresh else "this process, after the video rows"
-    lines = [f"| frame folder, 8-frame clip (340x256 JPEG q90 4:2:0), {where} | ms | ours is faster by |",
+    lines = ["| frame folder, 8-frame clip (340x256 JPEG q90 4:2:0), one process per method | ms | ours is faster by |",
              "|---|---|---|"]
     for name, values in times.items():
         ms = statistics.median(values)
@@ -264,7 +262,7 @@ def main() -> None:
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "actionbench_bench"))
     parser.add_argument("--frame-method", choices=list(FRAME_METHODS), help=argparse.SUPPRESS)  # one fresh timing
     args = parser.parse_args()
-    if args.frame_method:  # called by frame_folder_table(fresh=True): time one method in this new process
+    if args.frame_method:  # called by frame_folder_table: time one method in this new process
         print(frame_method_ms(args.frame_method, Path(args.cache)))
         return
     try:
@@ -288,7 +286,6 @@ def main() -> None:
     folder = cache / f"frames420_{first.stem}"  # as extract writes them now
     extract_frames(first, folder, short_side=256, quality=90)
     print("\n" + frame_folder_table(folder))
-    print("\n" + frame_folder_table(folder, rounds=5, fresh=True))
 
 if __name__ == "__main__":
     main()
