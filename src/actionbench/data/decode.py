@@ -277,12 +277,13 @@ class VideoReader(_ClipReader):
 
 
 class _IndexCache:
-    """A video's frame index kept on disk, so that later epochs (and runs) skip demuxing the whole file: ~3 ms of a
-    ~30 ms dense clip here. One small file per video, named by a hash of its path, size and modification time (a
-    changed video gets a new entry), written atomically under a unique temporary name: safe for many data-loader
-    workers, ranks and nodes at once. Layout, int64: version, flags (1 seekable, 2 evenly spaced timestamps), frame
-    count, keyframe count, checksum; then the timestamps, or (start, step) when evenly spaced; then the keyframes'
-    positions among the frames. A damaged or foreign entry is rebuilt, never trusted."""
+    """A video's frame index kept on disk, so that later epochs (and runs) skip building it: demuxing a 10 s video
+    costs 2.5 ms (0.5 ms for an MP4 whose sample table is used) of a ~30 ms dense clip here. One small file per
+    video, named by a hash of its path, size and modification time (a changed video gets a new entry), written
+    atomically under a unique temporary name: safe for many data-loader workers, ranks and nodes at once. Layout,
+    int64: version, flags (1 seekable, 2 evenly spaced timestamps), frame count, keyframe count, checksum; then the
+    timestamps, or (start, step) when evenly spaced; then the keyframes' positions among the frames. A damaged or
+    foreign entry is rebuilt, never trusted."""
 
     VERSION = 2
     HEADER = 5
