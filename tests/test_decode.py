@@ -68,6 +68,15 @@ def test_sample_table_disagreeing_with_the_packets_is_not_trusted(tmp_path, monk
         np.testing.assert_array_equal(reader.get_frames(range(30)), decode_all(path))
 
 
+def test_mp4_whose_video_is_the_second_track(tmp_path):
+    path = write_video(tmp_path / "with_audio.mp4", 40, gop=10, bframes=3, audio=True)
+    with VideoReader(path) as reader:
+        assert reader._stream.index == 1
+        reader._reopen()
+        assert mp4_frame_index(reader.path, reader._container, reader._stream) is not None
+    _check_every_access_pattern(path, 40)
+
+
 def test_open_gop_h264(tmp_path):
     _check_every_access_pattern(write_video(tmp_path / "open.mp4", 72, gop=12, bframes=3, open_gop=True), 72)
 

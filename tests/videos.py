@@ -22,10 +22,13 @@ def frame_image(i: int, width: int = 64, height: int = 48) -> np.ndarray:
 
 def write_video(path: str | Path, frames: int = 48, *, width: int = 64, height: int = 48, fps: int = 30,
                 codec: str = "libx264", gop: int = 12, bframes: int = 2, open_gop: bool = False,
-                container_format: str | None = None, durations: list[int] | None = None) -> Path:
-    """Encode `frames` frames; `durations` (in 1/1000 s) makes the frame rate variable."""
+                container_format: str | None = None, durations: list[int] | None = None,
+                audio: bool = False) -> Path:
+    """Encode `frames` frames; `durations` (in 1/1000 s) makes the frame rate variable; `audio` adds a silent AAC
+    track before the video's, interleaved with it (video is then the container's second track)."""
     path = Path(path)
     with av.open(str(path), "w", format=container_format) as container:
+        sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop
@@ -42,8 +45,14 @@ def write_video(path: str | Path, frames: int = 48, *, width: int = 64, height: 
                 pts += durations[i % len(durations)]
             for packet in stream.encode(frame):
                 container.mux(packet)
+            if sound is not None and i % 2 == 0:  # ~44100 / fps samples per frame, in 1024-sample frames
+                silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                silence.sample_rate = 44100
+                container.mux(sound.encode(silence))
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            container.mux(sound.encode())
     return path
 
 
