@@ -77,6 +77,15 @@ def test_mp4_whose_video_is_the_second_track(tmp_path):
     _check_every_access_pattern(path, 40)
 
 
+def test_fragmented_mp4_is_demuxed(tmp_path):
+    path = write_video(tmp_path / "frag.mp4", 40, gop=10, bframes=2,
+                       muxer_options={"movflags": "frag_keyframe+empty_moov"})
+    with VideoReader(path) as reader:
+        reader._reopen()
+        assert mp4_frame_index(reader.path, reader._container, reader._stream) is None
+    _check_every_access_pattern(path, 40)
+
+
 def test_open_gop_h264(tmp_path):
     _check_every_access_pattern(write_video(tmp_path / "open.mp4", 72, gop=12, bframes=3, open_gop=True), 72)
 

@@ -23,11 +23,11 @@ def frame_image(i: int, width: int = 64, height: int = 48) -> np.ndarray:
 def write_video(path: str | Path, frames: int = 48, *, width: int = 64, height: int = 48, fps: int = 30,
                 codec: str = "libx264", gop: int = 12, bframes: int = 2, open_gop: bool = False,
                 container_format: str | None = None, durations: list[int] | None = None,
-                audio: bool = False) -> Path:
+                audio: bool = False, muxer_options: dict[str, str] | None = None) -> Path:
     """Encode `frames` frames; `durations` (in 1/1000 s) makes the frame rate variable; `audio` adds a silent AAC
     track before the video's, interleaved with it (video is then the container's second track)."""
     path = Path(path)
-    with av.open(str(path), "w", format=container_format) as container:
+    with av.open(str(path), "w", format=container_format, options=muxer_options or {}) as container:
         sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
