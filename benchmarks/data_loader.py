@@ -32,7 +32,7 @@ from actionbench.data.transforms import normalize_clips  # noqa: E402
 
 
 class PILFrameDataset(VideoClipDataset):
-    """The same dataset, frames decoded by PIL instead of simplejpeg."""
+    """The same dataset, frames decoded by our reader's PIL fallback instead of simplejpeg."""
 
     def load_clip(self, video_index: int, clip_index: int, rng) -> np.ndarray:
         with FrameFolderReader(self.path_of(self.records[video_index]), use_pil=True) as reader:
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=4, help="passes over the videos per measurement")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "actionbench_bench"))
     args = parser.parse_args()
     cache = Path(args.cache)
@@ -97,33 +97,37 @@ def main() -> None:
         dataset = dataset_class(records, num_frames=8, size=224, mode="train", flip=True, normalize=normalize)
         return DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True)
 
+    alone, pair, loader2 = "decoder alone, 1 process", "decoder alone, 2 processes at once", "DataLoader, 2 workers"
     methods = {
-        "video, decoder alone, 1 process": lambda: decoder_rate(videos, args.epochs),
-        "video, decoder alone, 2 processes at once": lambda: parallel_decoder_rate(videos, args.epochs),
-        "video, DataLoader, 2 workers": lambda: loader_rate(loader(VideoClipDataset, videos)),
-        "video, DataLoader, 2 workers, float32 out of the workers": lambda: loader_rate(
+        ("video", alone): lambda: decoder_rate(videos, args.epochs),
+        ("video", pair): lambda: parallel_decoder_rate(videos, args.epochs),
+        ("video", loader2): lambda: loader_rate(loader(VideoClipDataset, videos)),
+        ("video", f"{loader2}, float32 out of the workers"): lambda: loader_rate(
             loader(VideoClipDataset, videos, normalize=True)),
-        "frames simplejpeg, decoder alone, 1 process": lambda: decoder_rate(folders, args.epochs),
-        "frames simplejpeg, DataLoader, 2 workers": lambda: loader_rate(loader(VideoClipDataset, folders)),
-        "frames PIL, decoder alone, 1 process": lambda: decoder_rate(folders, args.epochs, use_pil=True),
-        "frames PIL, DataLoader, 2 workers": lambda: loader_rate(loader(PILFrameDataset, folders)),
+        ("frames simplejpeg", alone): lambda: decoder_rate(folders, args.epochs),
+        ("frames simplejpeg", loader2): lambda: loader_rate(loader(VideoClipDataset, folders)),
+        ("frames, our PIL fallback", alone): lambda: decoder_rate(folders, args.epochs, use_pil=True),
+        ("frames, our PIL fallback", loader2): lambda: loader_rate(loader(PILFrameDataset, folders)),
     }
-    rates = {name: [] for name in methods}
+    rates = {key: [] for key in methods}
     for _ in range(args.rounds):
-        for name, measure in methods.items():
-            rates[name].append(measure())
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    print("| source, stage (uniform 8-frame training clips) | clips/s | / decoder alone, 1 process | "
-          "/ decoder alone, 2 processes |")
+        for key, measure in methods.items():
+            rates[key].append(measure())
+
+    def ratio(key, base) -> str:
+        """Median over rounds of the ratio within a round (the machine's speed drifts between rounds)."""
+        if base not in rates or base == key:
+            return ""
+        return f"{statistics.median(a / b for a, b in zip(rates[key], rates[base], strict=True)):.2f}x"
+
+    print(f"| source, stage (uniform 8-frame training clips) | clips/s | / {alone} | / {pair} |")
     print("|---|---|---|---|")
-    for name, rate in median.items():
-        source = name.split(", ", 1)[0]
-        ratios = [median.get(f"{source}, decoder alone, {n}") for n in ("1 process", "2 processes at once")]
-        cells = [f"{rate / r:.2f}x" if r and r != rate else "" for r in ratios]
-        print(f"| {name} | {rate:.1f} | {cells[0]} | {cells[1]} |")
+    for (source, stage), values in rates.items():
+        print(f"| {source}, {stage} | {statistics.median(values):.1f} | {ratio((source, stage), (source, alone))} | "
+              f"{ratio((source, stage), (source, pair))} |")
     print(f"\nDataLoader = decode + TSN multi-scale crop to 224 + flip in the workers, uint8 clips out, normalised in "
           f"the main process as the trainer does (or float32 normalised in the workers where said), batch 4, "
-          f"{args.videos} videos x {args.epochs} passes per measurement, median of {args.rounds} rounds")
+          f"{args.videos} videos x {args.epochs} passes per measurement, medians over {args.rounds} rounds")
 
 
 if __name__ == "__main__":
