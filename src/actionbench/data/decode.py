@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -355,8 +356,12 @@ class _NumberedNames:
     """A folder's frame names when they are one run of numbers, e.g. 00001.jpg ... 00300.jpg: four fields to keep
     per folder instead of 300 strings."""
 
+    __slots__ = ("prefix", "first", "width", "suffix", "count")
+
     def __init__(self, prefix: str, first: int, width: int, suffix: str, count: int) -> None:
-        self.prefix, self.first, self.width, self.suffix, self.count = prefix, first, width, suffix, count
+        # interned: the same few prefixes and suffixes serve every folder
+        self.prefix, self.first, self.width, self.suffix, self.count = (sys.intern(prefix), first, width,
+                                                                         sys.intern(suffix), count)
 
     @classmethod
     def of(cls, names: list[str]) -> _NumberedNames | None:
@@ -375,6 +380,7 @@ class _NumberedNames:
 
 
 _numbered_folders: dict[str, tuple[int, _NumberedNames]] = {}
+_MAX_REMEMBERED_FOLDERS = 200_000  # ~60 MB per process at most; beyond, forgotten and listed again
 
 
 def _frame_names(folder: str) -> list[str] | _NumberedNames:
@@ -396,6 +402,8 @@ def _frame_names(folder: str) -> list[str] | _NumberedNames:
     numbered = _NumberedNames.of(names) if names else None
     if numbered is None:
         return names
+    if len(_numbered_folders) >= _MAX_REMEMBERED_FOLDERS:
+        _numbered_folders.clear()
     _numbered_folders[folder] = (mtime, numbered)
     return numbered
 
