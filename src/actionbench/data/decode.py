@@ -3,15 +3,15 @@
 `open_video(path)` returns a reader with `len(reader)` (decodable frames) and `reader.get_frames(indices)` ->
 uint8 `(len(indices), H, W, 3)` in the order asked (repeats allowed). Indices are 0-based display positions.
 
-The video reader builds its frame index by demuxing only (display-order timestamps, keyframes; packets an edit list
-marks as discarded are not frames; an MP4's is read from its sample table, see `mp4index`), optionally kept on disk
-for later epochs; sorts the requested frames, seeks
-only when the next target's keyframe lies ahead of the decoder, otherwise decodes forward, tells the decoder to skip
-non-reference frames that are not targets, drains the decoder once the missing targets are inside it (rather than
-decoding packets only to push them out of its reorder delay), and converts only the targets to RGB. Containers
-whose seeking cannot be trusted (MPEG-TS has no index) are decoded sequentially, and a seek that lands past its
-target falls back to sequential decoding: a returned frame is always the requested one. Decoding uses one thread:
-a data-loader worker is the unit of parallelism.
+The video reader builds its frame index without decoding (display-order timestamps, keyframes; packets an edit list
+marks as discarded are not frames): from an MP4's sample table (see `mp4index`), else by demuxing; optionally kept
+on disk for later epochs. It sorts the requested frames, seeks only when the next target's keyframe lies ahead of
+the decoder, otherwise decodes forward, tells the decoder to skip non-reference frames that are not targets, drains
+the decoder once the missing targets are inside it (rather than decoding packets only to push them out of its
+reorder delay), and converts only the targets to RGB. Containers whose seeking cannot be trusted (MPEG-TS has no
+index) are decoded sequentially, and a seek that lands past its target falls back to sequential decoding: a
+returned frame is always the requested one. Decoding uses one thread: a data-loader worker is the unit of
+parallelism.
 """
 
 from __future__ import annotations
@@ -34,18 +34,19 @@ _UNSEEKABLE_FORMATS = ("mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v")  # 
 _converters = threading.local()
 
 
-def _to_rgb(frame, width: int, height: int):
-    """`frame` as an RGB24 frame of the given size.
+def reformat_frame(frame, width: int, height: int, pix_fmt: str = "rgb24"):
+    """`frame` converted to `pix_fmt` at the given size.
 
     One converter per thread keeps FFmpeg's scaling context alive between frames and clips (a fresh one per frame,
-    as `VideoFrame.to_ndarray` makes, cost ~8x the conversion here) and converts on this thread only.
+    as `VideoFrame.to_ndarray` and `VideoFrame.reformat` make, cost ~8x the conversion here) and converts on this
+    thread only.
     """
     converter = getattr(_converters, "reformatter", None)
     if converter is None:
         from av.video.reformatter import VideoReformatter
 
         converter = _converters.reformatter = VideoReformatter()
-    return converter.reformat(frame, width=width, height=height, format="rgb24", threads=1)
+    return converter.reformat(frame, width=width, height=height, format=pix_fmt, threads=1)
 
 
 def _copy_rgb(frame, dest: np.ndarray) -> None:
@@ -178,7 +179,7 @@ class VideoReader(_ClipReader):
         return gap > self.seek_gap
 
     def _convert(self, frame):
-        return _to_rgb(frame, *_resized_size(frame.width, frame.height, self.short_side))
+        return reformat_frame(frame, *_resized_size(frame.width, frame.height, self.short_side))
 
     def _decode_targets(self, targets: list[int], seek: bool) -> dict:
         """Decode the frames with display timestamps `targets` (sorted); returns pts -> RGB frame.
@@ -394,9 +395,8 @@ def _frame_names(folder: str) -> list[str] | _NumberedNames:
     known = _numbered_folders.get(folder)
     if known is not None and known[0] == mtime:
         names = known[1]
-        if os.path.exists(os.path.join(folder, names[len(names) - 1])) and not os.path.exists(
-            os.path.join(folder, names[len(names)])
-        ):
+        last, after = os.path.join(folder, names[len(names) - 1]), os.path.join(folder, names[len(names)])
+        if os.path.exists(last) and not os.path.exists(after):
             return names
     names = sorted((n for n in os.listdir(folder) if n.lower().endswith(_FRAME_SUFFIXES)), key=_natural_key)
     numbered = _NumberedNames.of(names) if names else None
