@@ -156,10 +156,13 @@ def mp4_frame_index(path: str, container, stream) -> tuple[list[int], list[int]]
         offsets = _composition_offsets(moov, spans)
     except (OSError, struct.error, ValueError):
         return None
-    entries = stream.index_entries
-    if offsets is None or len(entries) != len(offsets) or not len(offsets):
+    entries = getattr(stream, "index_entries", None)  # recent PyAV only: older versions demux
+    if entries is None or offsets is None or len(entries) != len(offsets) or not len(offsets):
         return None
-    table = np.array([(e.timestamp, e.is_keyframe, e.size, e.is_discard) for e in entries], np.int64)
+    try:
+        table = np.array([(e.timestamp, e.is_keyframe, e.size, e.is_discard) for e in entries], np.int64)
+    except AttributeError:  # an older PyAV's entries without these fields
+        return None
     if table[:, 3].any():
         return None
     shown = table[:, 2] > 0  # empty samples are no frames, as for the demuxing index
