@@ -1,6 +1,7 @@
 """Frame-exact decoding on real files, including those popular readers get wrong."""
 
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -66,6 +67,8 @@ def test_sample_table_disagreeing_with_the_packets_is_not_trusted(tmp_path, monk
     monkeypatch.setattr(mp4index, "_composition_offsets", lambda moov, spans: offsets(moov, spans) + 1)
     with VideoReader(path) as reader:  # the index comes from demuxing the whole file instead
         np.testing.assert_array_equal(reader.get_frames(range(30)), decode_all(path))
+        old_pyav_stream = SimpleNamespace(id=reader._stream.id)  # no index_entries: demux
+        assert mp4_frame_index(reader.path, reader._container, old_pyav_stream) is None
 
 
 def test_mp4_whose_video_is_the_second_track(tmp_path):
