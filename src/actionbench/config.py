@@ -45,7 +45,7 @@ class DataConfig:
     workers: int = 2
     flip: str = "false"  # false | true | path to a class-swap map
     seed_offset: int = 0
-    # where videos' frame indexes are kept so later epochs and runs skip demuxing whole files: "auto"
+    # where videos' frame indexes are kept so later epochs and runs skip building them: "auto"
     # ($XDG_CACHE_HOME/actionbench/video-index), a folder, or null (rebuilt for every clip)
     index_cache: str | None = "auto"
 

@@ -289,6 +289,7 @@ class _IndexCache:
 
     VERSION = 2
     HEADER = 5
+    _warned = False  # an unwritable cache is reported once per process
 
     def __init__(self, folder: str | Path, video: Path) -> None:
         import hashlib
@@ -340,8 +341,6 @@ class _IndexCache:
 
                 logging.getLogger(__name__).warning("cannot write the video index cache %s (%s): indexes are rebuilt "
                                                     "for every clip", self.file.parent.parent, exc)
-
-    _warned = False
 
 
 class _SeekOvershoot(Exception):
