@@ -98,10 +98,10 @@ def _shift_loop(x, fold_div=8):
     for b in range(n):
         for i in range(t):
             for ch in range(c):
-                if ch < fold:
-                    out[b, i, ch] = x[b, i - 1, ch] if i > 0 else 0
-                elif ch < 2 * fold:
+                if ch < fold:  # the TSM authors' direction: the first fold comes from the next frame
                     out[b, i, ch] = x[b, i + 1, ch] if i < t - 1 else 0
+                elif ch < 2 * fold:
+                    out[b, i, ch] = x[b, i - 1, ch] if i > 0 else 0
                 else:
                     out[b, i, ch] = x[b, i, ch]
     return out
@@ -193,3 +193,79 @@ def test_tsm_and_tam_gradients_are_exact():
     assert torch.autograd.gradcheck(TemporalShift(), (x,))
     weight = torch.randn(16, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: TemporalAggregation.function(x, w), (x, weight))
+
+
+def test_tsm_resnet101_shifts_every_other_block_as_the_tsm_code():
+    model = build_model("tsm_resnet101", 5, 8, base_channels=8)
+    shifted = [f"{name}.{i}" for name in ("layer1", "layer3") for i, block in enumerate(getattr(model, name))
+               if block.temporal is not None]
+    assert shifted[:2] == ["layer1.0", "layer1.2"] and len(shifted) == 2 + 12
+    assert all(b.temporal is not None for b in build_model("tsm_resnet50", 5, 8).layer3)
+
+
+def test_slowfast_table1_figures_and_slow_frame_rules():
+    model = build_model("slowfast_resnet50", 400, 32)
+    counts = count_flops(model, (1, 3, 32, 256, 256))
+    assert round(counts.paper_gflops, 1) == 65.7 and round(count_params(model) / 1e6, 2) == 34.57
+    assert model.laterals[0].conv.kernel_size == (7, 1, 1)
+    x = torch.arange(32.0).view(1, 1, 32, 1, 1)
+    assert model.slow_pathway_input(x).flatten().tolist() == list(range(0, 32, 4))
+    linspace = build_model("slowfast_resnet50", 400, 32, slow_frames="linspace")
+    assert linspace.slow_pathway_input(x).flatten().tolist() == [0, 4, 8, 13, 17, 22, 26, 31]
+
+
+def test_nonlocal_variants_subsample_and_scale():
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 4, 4, 6)
+    plain = NonLocalBlock(4).eval()
+    with torch.no_grad():
+        plain.bn.weight.fill_(1.0)
+    after = NonLocalBlock(4, subsample="after").eval()
+    before = NonLocalBlock(4, subsample="before", scale=True).eval()
+    after.load_state_dict(plain.state_dict())
+    before.load_state_dict(plain.state_dict())
+    outs = [m(x) for m in (plain, after, before)]
+    assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
+    # max pooling after a 1x1 conv is not pooling before it, and the scale changes the softmax: three functions
+    with pytest.raises(ValueError, match="subsample"):
+        NonLocalBlock(4, subsample="sometimes")
+
+
+def test_nonlocal_placements():
+    def positions(**options):
+        model = build_model("nln_resnet50", 5, 8, base_channels=8, **options)
+        return [f"{n}.{i}" for n in ("layer2", "layer3") for i, b in enumerate(getattr(model, n))
+                if b.nonlocal_block is not None]
+
+    assert positions() == ["layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5"]
+    assert positions(nonlocal_at="even") == ["layer2.0", "layer2.2", "layer3.0", "layer3.2", "layer3.4"]
+    with pytest.raises(ValueError, match="nln_"):
+        build_model("tsm_resnet50", 5, 8, nonlocal_at="even")
+
+
+@pytest.mark.parametrize(("style", "frames_out"), [("paper", 1), ("tsm", 4), ("c2d", 4)])
+def test_temporal_pool_styles(style, frames_out):
+    model = build_model("tsn_resnet18", 5, 8, temporal_pooling=True, base_channels=8, pool_style=style)
+    assert model.eval().forward_features(torch.randn(1, 3, 8, 32, 32)).shape[1] == frames_out
+
+
+def test_i3d3x1_is_the_non_local_papers_i3d():
+    model = build_model("i3d3x1_resnet50", 400, 8, temporal_pooling=True, pool_style="c2d")
+    kernels = [[block.conv1.kernel_size[0] for block in getattr(model, f"layer{i}")] for i in range(1, 5)]
+    assert kernels == [[3, 3, 3], [3, 1, 3, 1], [3, 1, 3, 1, 3, 1], [1, 3, 1]]
+    assert model.conv1.kernel_size == (5, 7, 7) and model.layer1[0].conv2.kernel_size == (1, 3, 3)
+    assert round(count_params(model) / 1e6, 2) == 28.04  # PySlowFast / PyTorchVideo I3D-R50: 28.0 M
+    mm = build_model("i3d3x1_resnet50", 400, 32, temporal_pooling=True, pool_style="tsm", stem_temporal_stride=2)
+    assert mm.eval().forward_features(torch.randn(1, 3, 32, 32, 32)).shape[1] == 4
+
+
+def test_3d_inception_pools_as_the_papers_code():
+    i3d = build_model("i3d_inception_v1", 5, 8)
+    assert (i3d.maxpool1.padding, i3d.maxpool1.ceil_mode) == ((0, 1, 1), False)
+    assert i3d.eval().forward_features(torch.randn(1, 3, 8, 64, 64)).shape[1] == 7  # the paper's last pool: kernel 2
+    public = build_model("i3d_inception_v1", 5, 8, last_time_pool=3)
+    assert public.eval().forward_features(torch.randn(1, 3, 8, 64, 64)).shape[1] == 8
+    assert round(count_flops(build_model("i3d_inception_v1", 87, 8, last_time_pool=3),
+                             (1, 3, 8, 224, 224)).paper_gflops, 1) == 33.8
+    with pytest.raises(ValueError, match="last_time_pool"):
+        build_model("s3d_inception_v1", 5, 8, last_time_pool=3)

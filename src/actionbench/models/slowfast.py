@@ -1,8 +1,10 @@
 """SlowFast-ResNet50 8x8 (Feichtenhofer et al., ICCV 2019).
 
 Input `(N, 3, 32, H, W)`: the fast pathway sees all 32 frames with 1/8 of the channels (beta), the slow pathway
-every 4th frame (alpha = 4, 8 frames). Fast-to-slow lateral connections (5x1x1 convs, temporal stride alpha,
-2x the fast channels) are concatenated to the slow pathway after the stem and after res2, res3 and res4.
+8 of them (alpha = 4): every 4th (`slow_frames="stride"`, the default) or `linspace(0, T-1, T/alpha)` rounded down
+(`"linspace"`, what PySlowFast's and PyTorchVideo's loaders feed their checkpoints). Fast-to-slow lateral
+connections (7x1x1 convs, temporal stride alpha, 2x the fast channels; PySlowFast's FUSION_KERNEL_SZ and
+PyTorchVideo's default) are concatenated to the slow pathway after the stem and after res2, res3 and res4.
 Temporal kernels as in the paper: slow conv1 1x7x7 and 1x1x1 "a" convs in res2-3, 3x1x1 in res4-5; fast conv1
 5x7x7 and 3x1x1 "a" convs everywhere. The bottleneck puts the temporal kernel in its first (1x1) conv, unlike
 I3D's 3x3x3 middle conv, so it has its own block here.
@@ -50,11 +52,12 @@ def _stage(cin: int, width: int, blocks: int, temporal_kernel: int, stride: int)
 
 
 class Lateral(nn.Module):
-    """Fast -> slow fusion: 5x1x1 conv with temporal stride alpha, BN, ReLU."""
+    """Fast -> slow fusion: 7x1x1 conv with temporal stride alpha, BN, ReLU."""
 
-    def __init__(self, fast_channels: int, alpha: int, ratio: int = 2) -> None:
+    def __init__(self, fast_channels: int, alpha: int, ratio: int = 2, kernel: int = 7) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(fast_channels, fast_channels * ratio, (5, 1, 1), (alpha, 1, 1), (2, 0, 0), bias=False)
+        self.conv = nn.Conv3d(fast_channels, fast_channels * ratio, (kernel, 1, 1), (alpha, 1, 1), (kernel // 2, 0, 0),
+                              bias=False)
         self.bn = nn.BatchNorm3d(fast_channels * ratio)
         self.relu = nn.ReLU(inplace=True)
 
@@ -62,14 +65,20 @@ class Lateral(nn.Module):
         return self.relu(self.bn(self.conv(fast)))
 
 
+SLOW_FRAMES = ("stride", "linspace")
+
+
 class SlowFast(nn.Module):
     has_imagenet_parent = False  # trained from scratch, as in the SlowFast paper
+
     def __init__(self, num_classes: int, num_frames: int = 32, alpha: int = 4, beta_inv: int = 8,
-                 dropout: float = 0.5, layers: tuple[int, ...] = (3, 4, 6, 3)) -> None:
+                 dropout: float = 0.5, layers: tuple[int, ...] = (3, 4, 6, 3), slow_frames: str = "stride") -> None:
         super().__init__()
         if num_frames % alpha:
             raise ValueError(f"SlowFast needs a frame count divisible by alpha={alpha}, got {num_frames}")
-        self.num_frames, self.num_classes, self.alpha = num_frames, num_classes, alpha
+        if slow_frames not in SLOW_FRAMES:
+            raise ValueError(f"slow_frames must be one of {', '.join(SLOW_FRAMES)}, got {slow_frames!r}")
+        self.num_frames, self.num_classes, self.alpha, self.slow_frames = num_frames, num_classes, alpha, slow_frames
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         slow_w, fast_w = 64, 64 // beta_inv
         self.slow_conv1, self.slow_bn1 = _conv_bn(3, slow_w, (1, 7, 7), (1, 2, 2))
@@ -94,8 +103,15 @@ class SlowFast(nn.Module):
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def slow_pathway_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The slow pathway's frames of `(N, 3, T, H, W)`."""
+        t = x.shape[2]
+        if self.slow_frames == "stride":
+            return x[:, :, :: self.alpha]
+        return x[:, :, torch.linspace(0, t - 1, t // self.alpha).long()]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        slow = self.maxpool(self.relu(self.slow_bn1(self.slow_conv1(x[:, :, :: self.alpha]))))
+        slow = self.maxpool(self.relu(self.slow_bn1(self.slow_conv1(self.slow_pathway_input(x)))))
         fast = self.maxpool(self.relu(self.fast_bn1(self.fast_conv1(x))))
         for lateral, slow_stage, fast_stage in zip(self.laterals, self.slow_stages, self.fast_stages, strict=True):
             slow = slow_stage(torch.cat([slow, lateral(fast)], dim=1))
@@ -109,8 +125,8 @@ class SlowFast(nn.Module):
 
 @register_model("slowfast_resnet50")
 def build_slowfast_resnet50(num_classes: int, num_frames: int = 32, temporal_pooling: bool = False,
-                            dropout: float = 0.5) -> SlowFast:
+                            dropout: float = 0.5, *, slow_frames: str = "stride") -> SlowFast:
     """SlowFast-R50 8x8; `temporal_pooling` does not apply (its pathways set their own temporal resolution)."""
     if temporal_pooling:
         raise ValueError("slowfast_resnet50 has no temporal pooling option: its pathways fix their frame rates")
-    return SlowFast(num_classes, num_frames, dropout=dropout)
+    return SlowFast(num_classes, num_frames, dropout=dropout, slow_frames=slow_frames)

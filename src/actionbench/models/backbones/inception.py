@@ -3,7 +3,9 @@
 - tsn / tam / tconv: per-frame Conv2d on `(N, T, C, H, W)`; TAM (or Conv.) follows conv1, conv2, conv3 and every
   inception module, as in the paper's code (`temporal.<layer>` keys).
 - i3d / s3d: Conv3d on `(N, C, T, H, W)`; conv1 7x7x7, every 3x3 -> 3x3x3 (S3D: (1,3,3)+BN+ReLU then
-  (3,1,1)+BN+ReLU; conv1 3x7x7, not factorised), with I3D's temporal pools before inception3a/4a/5a.
+  (3,1,1)+BN+ReLU; conv1 3x7x7, not factorised), with I3D's temporal pools before inception3a/4a/5a. Their
+  spatial max pools are the paper's code's (kernel 3, padding 1, floor; S3D's last: kernel 2), not torchvision's
+  2D GoogLeNet ones (no padding, ceil): same sizes, other windows.
 Temporal pooling (optional): max pool kernel 3 stride 2 in time after maxpool2, maxpool3 and maxpool4 (I3D/S3D:
 their own temporal pools at those places get stride 2).
 State-dict keys of the 2D designs are torchvision's (`conv1.conv.weight`, `inception3a.branch2.1.bn.weight`, ...).
@@ -94,15 +96,20 @@ _INCEPTIONS = {
 }
 # I3D/S3D's own temporal max pools (kernel, padding) in front of these modules, i.e. right after maxpool2/3/4.
 # They have stride 2 with temporal pooling and stride 1 without. The last one has kernel 2 and no padding in the
-# model the paper measured (Table 3's 33.6 GFLOPs; the public code's kernel 3 / padding 1 gives 33.8): without
-# temporal pooling it therefore drops one frame (8 -> 7), which we keep to match the published numbers.
-_I3D_TIME_POOLS = {"inception3a": (3, 1), "inception4a": (3, 1), "inception5a": (2, 0)}
+# model the paper measured (Table 3's 33.6 GFLOPs) and in the public S3D; the public I3D has kernel 3 / padding 1
+# there (33.8 GFLOPs: `last_time_pool=3` builds it, for its checkpoints). Kernel 2 without temporal pooling drops
+# one frame (8 -> 7), which we keep to match the published numbers.
+_I3D_TIME_POOLS = {"inception3a": (3, 1), "inception4a": (3, 1)}
+_LAST_TIME_POOLS = {2: (2, 0), 3: (3, 1)}  # kernel -> (kernel, padding)
 
 
 class VideoInceptionV1(nn.Module):
     def __init__(self, design: str, num_classes: int, num_frames: int, temporal_pooling: bool = False,
-                 dropout: float = 0.5, temporal_padding: str = "zeros") -> None:
+                 dropout: float = 0.5, temporal_padding: str = "zeros", last_time_pool: int = 2) -> None:
         super().__init__()
+        if last_time_pool not in _LAST_TIME_POOLS or (last_time_pool != 2 and design != "i3d"):
+            raise ValueError(f"last_time_pool must be 2 (the paper's model) or 3 (the public I3D code; i3d only), "
+                             f"got {last_time_pool} for {design}_inception_v1")
         self.design, self.num_frames, self.num_classes = design, num_frames, num_classes
         self.temporal_pooling = temporal_pooling
         self.mean, self.std = INCEPTION_MEAN, INCEPTION_STD
@@ -112,7 +119,8 @@ class VideoInceptionV1(nn.Module):
             time_dim = VOLUME_TIME_DIM
 
             def spatial_pool(kernel: int, stride: int) -> nn.Module:
-                return nn.MaxPool3d((1, kernel, kernel), (1, stride, stride), ceil_mode=True)
+                pad = (kernel - 1) // 2  # 1 for the 3x3 pools, 0 for S3D's last 2x2 one
+                return nn.MaxPool3d((1, kernel, kernel), (1, stride, stride), (0, pad, pad))
 
             branch_pool = nn.MaxPool3d(3, 1, 1, ceil_mode=True)
         else:
@@ -133,10 +141,11 @@ class VideoInceptionV1(nn.Module):
             if name == "inception3b":
                 self.maxpool3 = spatial_pool(3, 2)
             elif name == "inception4e":
-                self.maxpool4 = spatial_pool(2, 2)
+                self.maxpool4 = spatial_pool(3 if design == "i3d" else 2, 2)
         self.time_pools = nn.ModuleDict()
         if self.volumetric:
-            for name, (kernel, padding) in _I3D_TIME_POOLS.items():
+            pools = _I3D_TIME_POOLS | {"inception5a": _LAST_TIME_POOLS[last_time_pool]}
+            for name, (kernel, padding) in pools.items():
                 self.time_pools[name] = TemporalMaxPool(time_dim, kernel, 2 if temporal_pooling else 1, padding)
         pooled = temporal_pooling and not self.volumetric
         self.pool = TemporalMaxPool(time_dim) if pooled else nn.Identity()
@@ -191,8 +200,10 @@ def _module_out(widths: tuple[int, ...]) -> int:
 
 
 def build_video_inception_v1(design: str, num_classes: int, num_frames: int, temporal_pooling: bool = False,
-                             dropout: float = 0.5, *, temporal_padding: str = "zeros") -> VideoInceptionV1:
-    return VideoInceptionV1(design, num_classes, num_frames, temporal_pooling, dropout, temporal_padding)
+                             dropout: float = 0.5, *, temporal_padding: str = "zeros",
+                             last_time_pool: int = 2) -> VideoInceptionV1:
+    return VideoInceptionV1(design, num_classes, num_frames, temporal_pooling, dropout, temporal_padding,
+                            last_time_pool)
 
 
 for _design in ("tsn", "tam", "tconv", "i3d", "s3d"):

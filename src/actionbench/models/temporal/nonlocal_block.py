@@ -1,27 +1,43 @@
-"""Non-local block (Wang et al., CVPR 2018), embedded Gaussian, over all T*H*W positions of a clip."""
+"""Non-local block (Wang et al., CVPR 2018), embedded Gaussian, over all T*H*W positions of a clip.
+
+The peers compute three variants of the same block; `subsample` and `scale` select one, so that each one's
+checkpoints compute their function here:
+- the paper's NLN-R50 (196 GFLOPs, 31.0 M): no sub-sampling, no scaling (our default);
+- the TSM repo's `non_local.py` and mmcv's `NonLocal3d(sub_sample=True, use_scale=False)` (MMAction2's TSM+NL):
+  phi and g max-pooled (1, 2, 2) after their 1x1 convs (`subsample="after"`), no scaling;
+- PySlowFast's `Nonlocal` (C2D-NLN): the input max-pooled (1, 2, 2) before phi's and g's convs
+  (`subsample="before"`) and the affinities scaled by inner_channels^-0.5 (`scale=True`).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from actionbench.models.layers import FrameBatchNorm2d, FrameConv2d
+from actionbench.models.layers import FrameBatchNorm2d, FrameConv2d, FrameMaxPool2d
+
+SUBSAMPLING = ("none", "after", "before")
 
 
 class NonLocalBlock(nn.Module):
-    """`x + BN(W(softmax(theta(x)^T phi(x)) g(x)))` on `(N, T, C, H, W)`; inner width C/2, no subsampling.
+    """`x + BN(W(softmax(theta(x)^T phi(x)) g(x)))` on `(N, T, C, H, W)`; inner width C/2.
 
     The BN after W starts at zero so that the block is the identity when inserted into a pretrained network.
     """
 
-    def __init__(self, channels: int, inner_channels: int | None = None) -> None:
+    def __init__(self, channels: int, inner_channels: int | None = None, subsample: str = "none",
+                 scale: bool = False) -> None:
         super().__init__()
+        if subsample not in SUBSAMPLING:
+            raise ValueError(f"non-local subsample must be one of {', '.join(SUBSAMPLING)}, got {subsample!r}")
         inner = inner_channels or channels // 2
+        self.subsample, self.scale = subsample, scale
         self.theta = FrameConv2d(channels, inner, 1)
         self.phi = FrameConv2d(channels, inner, 1)
         self.g = FrameConv2d(channels, inner, 1)
         self.w = FrameConv2d(inner, channels, 1)
         self.bn = FrameBatchNorm2d(channels)
+        self.pool = FrameMaxPool2d(2, 2) if subsample != "none" else nn.Identity()
         nn.init.zeros_(self.bn.weight)
 
     @staticmethod
@@ -31,7 +47,18 @@ class NonLocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, _, h, w = x.shape
-        theta, phi, g = self._positions(self.theta(x)), self._positions(self.phi(x)), self._positions(self.g(x))
-        attention = torch.softmax(theta @ phi.transpose(1, 2), dim=-1)  # (N, THW, THW)
-        y = (attention @ g).view(n, t, h, w, -1).permute(0, 1, 4, 2, 3)
+        theta = self._positions(self.theta(x))
+        if self.subsample == "before":
+            pooled = self.pool(x)
+            phi, g = self.phi(pooled), self.g(pooled)
+        else:
+            phi, g = self.pool(self.phi(x)), self.pool(self.g(x))
+        phi, g = self._positions(phi), self._positions(g)
+        affinity = theta @ phi.transpose(1, 2)  # (N, THW, T'H'W')
+        if self.scale:
+            affinity = affinity * theta.shape[-1] ** -0.5
+        y = (affinity.softmax(dim=-1) @ g).view(n, t, h, w, -1).permute(0, 1, 4, 2, 3)
         return x + self.bn(self.w(y.contiguous()))
+
+    def extra_repr(self) -> str:
+        return f"subsample={self.subsample!r}, scale={self.scale}"

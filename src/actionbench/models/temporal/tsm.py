@@ -1,5 +1,9 @@
 """Temporal Shift Module (Lin et al., ICCV 2019): residual shift, zero filled.
 
+Direction as in the TSM authors' code (mit-han-lab/temporal-shift-module `ops/temporal_shift.py`) and MMAction2's
+`resnet_tsm.py`: at frame t the first fold of channels comes from frame t+1 and the second fold from frame t-1, so
+their released checkpoints compute their function here.
+
 The shift is its own autograd function: forward is one copy, backward the opposite shift (one copy), instead of
 the several slice-assignment nodes autograd would record, which cost TSM ~12 % of a training step.
 """
@@ -11,16 +15,16 @@ from torch import nn
 
 
 def _shift(x: torch.Tensor, fold: int, direction: int) -> torch.Tensor:
-    """direction +1: channels [0, fold) move to t+1 and [fold, 2 fold) to t-1; -1: the reverse (the gradient)."""
+    """direction +1: channels [0, fold) take frame t+1 and [fold, 2 fold) frame t-1; -1: the reverse (the gradient)."""
     out = torch.empty_like(x)
     first, second = (slice(0, fold), slice(fold, 2 * fold))
     later, earlier = (slice(1, None), slice(None, -1))
     if direction < 0:
         first, second = second, first
-    out[:, later, first] = x[:, earlier, first]
-    out[:, :1, first] = 0
-    out[:, earlier, second] = x[:, later, second]
-    out[:, -1:, second] = 0
+    out[:, earlier, first] = x[:, later, first]
+    out[:, -1:, first] = 0
+    out[:, later, second] = x[:, earlier, second]
+    out[:, :1, second] = 0
     out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
     return out
 
@@ -37,9 +41,9 @@ class _ShiftFunction(torch.autograd.Function):
 
 
 def temporal_shift(x: torch.Tensor, fold_div: int = 8) -> torch.Tensor:
-    """Shift 1/fold_div of the channels of `(N, T, C, H, W)` forward in time and 1/fold_div backward.
+    """Shift 1/fold_div of the channels of `(N, T, C, H, W)` backward in time and 1/fold_div forward.
 
-    Frame t receives the first fold of channels from frame t-1 and the second fold from frame t+1;
+    Frame t receives the first fold of channels from frame t+1 and the second fold from frame t-1;
     vacated positions are zero. Costs one copy, no multiply-adds.
     """
     return _ShiftFunction.apply(x, x.shape[2] // fold_div)
