@@ -239,7 +239,10 @@ def test_nonlocal_placements():
 
     assert positions() == ["layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5"]
     assert positions(nonlocal_at="even") == ["layer2.0", "layer2.2", "layer3.0", "layer3.2", "layer3.4"]
-    with pytest.raises(ValueError, match="nln_"):
+    assert positions() == positions(nonlocal_blocks=True)
+    tsm_nl = build_model("tsm_resnet50", 5, 8, base_channels=8, nonlocal_blocks=True, nonlocal_at="even")
+    assert tsm_nl.layer2[0].nonlocal_block is not None and tsm_nl.layer2[0].temporal is not None
+    with pytest.raises(ValueError, match="nonlocal_"):
         build_model("tsm_resnet50", 5, 8, nonlocal_at="even")
 
 

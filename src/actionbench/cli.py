@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("actionbench.study.demo", "run the embedded default study on synthetic videos (CPU, minutes)"),
     "profile": ("actionbench.profiling.cli", "params, FLOPs, throughput and max batch size of zoo models"),
+    "convert": ("actionbench.models.convert.cli", "a released checkpoint of another codebase as an actionbench one"),
     "train": ("actionbench.engine.commands", "train a model from a YAML config with key=value overrides"),
     "test": ("actionbench.engine.commands", "evaluate a checkpoint: clip- and video-level accuracy"),
     "predict": ("actionbench.engine.commands", "top-k labels for video files from a checkpoint"),

@@ -25,6 +25,12 @@ class ModelConfig:
     base_channels: int = 64  # ResNet width (reduced for CPU runs)
     inflate_divide: bool = False
     init_from: str | None = None  # a checkpoint of the same model at another frame count (f8 -> f16)
+    # builder options selecting a variant (docs/models.md): pool_style, nonlocal_blocks, nonlocal_at,
+    # nonlocal_subsample, nonlocal_scale, stem_temporal_stride, last_time_pool, slow_frames, temporal_padding
+    options: dict = field(default_factory=dict)
+    mean: list[float] | None = None  # input normalisation in 0-1 units (default: the backbone's ImageNet values)
+    std: list[float] | None = None
+    channel_order: str = "RGB"  # RGB | BGR: the order of the model's input channels
 
 
 @dataclass
@@ -89,6 +95,9 @@ class TestConfig:
     aggregate: str = "logits"  # logits | softmax
     scale_size: int | None = None  # shorter side for the test crops (default: data.scale_size or data.size)
     batch_size: int | None = None
+    # a converted checkpoint carries its authors' protocol (input size, frames, sampling, clips x crops): "checkpoint"
+    # evaluates under it, "config" under this config's data.* / test.* keys
+    preprocessing: str = "checkpoint"
 
 
 @dataclass
@@ -142,6 +151,10 @@ def _check_type(key: str, value, hint):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping of names to values, got {value!r}")
+        return dict(value)
     if hint is str:
         if isinstance(value, str):
             return value
@@ -165,22 +178,36 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping of {key}.* keys, got {value!r}")
             _apply(current, value, f"{key}.")
+        elif hints[name] is dict:  # free-form options merge: model.options.pool_style=tsm keeps the others
+            setattr(obj, name, {**current, **_check_type(key, value, dict)})
         else:
             setattr(obj, name, _check_type(key, value, hints[name]))
+
+
+def nested(flat: dict) -> dict:
+    """{"model.name": x, "data.size": y} -> {"model": {"name": x}, "data": {"size": y}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def _parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.02)")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    nested: dict = {}
-    node = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
+    return nested({key: yaml.safe_load(raw) if raw.strip() else ""})
+
+
+def update_config(cfg: Config, values: dict) -> Config:
+    """Set dotted keys (`{"data.size": 256}`), each checked against the schema, then validate the whole."""
+    _apply(cfg, nested(values))
+    validate(cfg)
+    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -214,10 +241,15 @@ def validate(cfg: Config) -> None:
                "optim.schedule": (cfg.optim.schedule, ("cosine", "multistep", "constant")),
                "train.amp": (cfg.train.amp, ("none", "bf16", "fp16")),
                "test.aggregate": (cfg.test.aggregate, ("logits", "softmax")),
+               "test.preprocessing": (cfg.test.preprocessing, ("checkpoint", "config")),
+               "model.channel_order": (cfg.model.channel_order, ("RGB", "BGR")),
                "device": (cfg.device, ("auto", "cpu", "cuda"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    for key, value in (("model.mean", cfg.model.mean), ("model.std", cfg.model.std)):
+        if value is not None and len(value) != 3:
+            raise ConfigError(f"{key}: expected 3 values (one per channel, 0-1 units), got {value}")
     for key, value in (("data.frames", cfg.data.frames), ("data.batch_size", cfg.data.batch_size),
                        ("optim.epochs", cfg.optim.epochs), ("train.grad_accum", cfg.train.grad_accum)):
         if value < 1:

@@ -41,12 +41,16 @@ def _normalize_(clips: torch.Tensor, mean, std) -> torch.Tensor:
     return clips.mul_(scale.view(3, 1, 1, 1)).add_(shift.view(3, 1, 1, 1))
 
 
-def normalize_clips(clips: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 clips (..., 3, T, H, W), e.g. a batch already on the GPU, -> normalised `dtype`.
+def normalize_clips(clips: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32,
+                    channel_order: str = "RGB") -> torch.Tensor:
+    """uint8 RGB clips (..., 3, T, H, W), e.g. a batch already on the GPU, -> normalised `dtype`.
 
     Datasets built with `normalize=False` hand over uint8 clips: a quarter of float32's bytes through the
     data-loader workers' shared memory and the host-to-device copy; this finishes the transform on the device.
+    `channel_order="BGR"` reverses the channels first, for models trained on BGR input (mean/std in that order).
     """
+    if channel_order == "BGR":
+        clips = clips.flip(-4)
     return _normalize_(clips.to(dtype), mean, std)
 
 

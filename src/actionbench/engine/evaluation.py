@@ -23,7 +23,7 @@ def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Te
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         net = getattr(model, "module", model)  # DDP wraps the model
-        clips = normalize_clips(clips, net.mean, net.std)
+        clips = normalize_clips(clips, net.mean, net.std, channel_order=getattr(net, "channel_order", "RGB"))
     return clips
 
 

@@ -84,21 +84,28 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
     )
 
 
-def _width_option(cfg: Config) -> dict:
-    """`base_channels` applies to the ResNet family (not SlowFast, not InceptionV1)."""
+def model_options(cfg: Config) -> dict:
+    """The builder options of the run's model: `model.options`, and `base_channels` for the ResNet family (not
+    SlowFast, not InceptionV1)."""
     name = cfg.model.name
-    return {"base_channels": cfg.model.base_channels} if "resnet" in name and not name.startswith("slowfast") else {}
+    width = {"base_channels": cfg.model.base_channels} if "resnet" in name and not name.startswith("slowfast") else {}
+    return {**width, **cfg.model.options}
 
 
 def build_run_model(cfg: Config, num_classes: int) -> nn.Module:
     from actionbench.models.registry import build_model
     from actionbench.models.weights import load_weights
 
-    options = _width_option(cfg)
+    options = model_options(cfg)
     if cfg.model.inflate_divide:
         options["inflate_divide"] = True
     model = build_model(cfg.model.name, num_classes, cfg.data.frames, temporal_pooling=cfg.model.temporal_pooling,
                         dropout=cfg.model.dropout, pretrained=cfg.model.pretrained, **options)
+    if cfg.model.mean is not None:
+        model.mean = tuple(cfg.model.mean)
+    if cfg.model.std is not None:
+        model.std = tuple(cfg.model.std)
+    model.channel_order = cfg.model.channel_order
     if cfg.model.init_from:
         load_weights(model, cfg.model.init_from)
     return model
@@ -133,7 +140,7 @@ def _freeze_bn(model: nn.Module) -> None:
 def _cost_figures(cfg: Config, num_classes: int) -> dict:
     from actionbench.profiling import profile_model
 
-    options = _width_option(cfg)
+    options = model_options(cfg)
     p = profile_model(cfg.model.name, cfg.data.frames, cfg.data.size, num_classes, cfg.model.temporal_pooling,
                       **options)
     return {"params": p["params"], "paper_gflops": p["paper_gflops"], "gmacs": p["gmacs"]}

@@ -298,16 +298,22 @@ def build_video_resnet(
     base_channels: int = 64,
     temporal_padding: str = "zeros",
     pool_style: str = "paper",
+    nonlocal_blocks: bool = False,
     nonlocal_at: str = "odd",
     nonlocal_subsample: str = "none",
     nonlocal_scale: bool = False,
     stem_temporal_stride: int = 1,
 ) -> VideoResNet:
-    """Options beyond the paper's model select a peer's variant (docs/models.md): `pool_style`, `nonlocal_*`,
+    """Options beyond the paper's model select a peer's variant (docs/models.md): `pool_style`,
+    `nonlocal_blocks` (non-local blocks in a 2D design: TSM+NL; `nln_*` always has them), `nonlocal_*`,
     `stem_temporal_stride` (i3d3x1: MMAction2's I3D strides its conv1 and first max pool by 2 in time)."""
     block, layers = _DEPTHS[backbone]
-    if design_name != "nln" and (nonlocal_at, nonlocal_subsample, nonlocal_scale) != ("odd", "none", False):
-        raise ValueError(f"nonlocal_* options apply to nln_* models only, not {design_name}_{backbone}")
+    nonlocal_blocks = nonlocal_blocks or design_name == "nln"
+    if nonlocal_blocks and design_name in ("i3d", "s3d", "i3d3x1"):
+        raise ValueError(f"nonlocal_blocks applies to 2D designs (tsn, tsm, tam, tconv, nln), not {design_name}")
+    if not nonlocal_blocks and (nonlocal_at, nonlocal_subsample, nonlocal_scale) != ("odd", "none", False):
+        raise ValueError(f"nonlocal_* options need non-local blocks (nln_*, or nonlocal_blocks=True), "
+                         f"not {design_name}_{backbone}")
     if stem_temporal_stride != 1 and design_name != "i3d3x1":
         raise ValueError(f"stem_temporal_stride applies to i3d3x1_* models only, not {design_name}_{backbone}")
     design = Design(
@@ -319,7 +325,7 @@ def build_video_resnet(
     # The TSM authors' code and MMAction2 shift in every other block when layer3 has 23 or more blocks (R101).
     shift_every = 2 if design_name == "tsm" and layers[2] >= 23 else 1
     model = VideoResNet(block, layers, design, num_classes, num_frames, temporal_pooling, dropout,
-                        base_channels, nonlocal_blocks=design_name == "nln", pool_style=pool_style,
+                        base_channels, nonlocal_blocks=nonlocal_blocks, pool_style=pool_style,
                         shift_every=shift_every, nonlocal_at=nonlocal_at, nonlocal_subsample=nonlocal_subsample,
                         nonlocal_scale=nonlocal_scale, stem_temporal_stride=stem_temporal_stride)
     model.name = f"{design_name}_{backbone}"

@@ -1,0 +1,88 @@
+"""MMAction2 (0.x and 1.x): TSN, TSM, TSM+NL (`ResNetTSM`) and I3D (`ResNet3d`) ResNet checkpoints.
+
+A checkpoint is `{"meta", "state_dict", "optimizer", ...}` with `backbone.*` keys in mmcv's ConvModule naming
+(`conv1.conv` / `conv1.bn` for torchvision's `conv1` / `bn1`, `downsample.conv` / `downsample.bn` for
+`downsample.0` / `.1`) and the classifier at `cls_head.fc_cls`. TSM wraps shifted convs (`conv1.conv.net`) and
+blocks followed by a non-local block (`layer2.0.block.*`, the block's `non_local_block.{g,theta,phi,conv_out}`:
+mmcv's NonLocal3d, phi and g max-pooled after their convs, `conv_out` without a bias). Their I3D-R50
+(`i3d_imagenet-pretrained-r50`) is our `i3d3x1_resnet50` with MMAction2's strides: conv1 and the first max pool
+stride 2 in time, a (3,1,1) max pool after layer1; 32 frames taken every 2nd.
+Inputs are normalised with mean (123.675, 116.28, 103.53) and std (58.395, 57.12, 57.375) on 0-255 RGB values:
+ImageNet's 0-1 values times 255, our ResNets' normalisation exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from actionbench.models.convert import ConversionError, only_tensors, strip_prefix
+
+RULES = [
+    (r"^backbone\.", ""),
+    (r"^cls_head\.fc_cls\.", "fc."),
+    (r"^(layer\d)\.net\.", r"\1."),  # temporal pooling: TemporalPool(layer2).net
+    (r"^(layer\d+\.\d+)\.block\.", r"\1."),  # NL3DWrapper
+    (r"\.conv\.net\.", ".conv."),  # a shifted conv: TemporalShift(conv).net
+    (r"(^|\.)conv(\d)\.conv\.", r"\1conv\2."),
+    (r"(^|\.)conv(\d)\.bn\.", r"\1bn\2."),
+    (r"\.downsample\.conv\.", ".downsample.0."),
+    (r"\.downsample\.bn\.", ".downsample.1."),
+    (r"\.non_local_block\.(g|phi)\.0\.", r".non_local_block.\1."),  # sub-sampled: Sequential(conv, pool)
+    (r"\.non_local_block\.(g|theta|phi)\.conv\.", r".nonlocal_block.\1."),
+    (r"\.non_local_block\.conv_out\.conv\.", ".nonlocal_block.w."),
+    (r"\.non_local_block\.conv_out\.bn\.", ".nonlocal_block.bn."),
+]
+ZERO_KEYS = r"\.nonlocal_block\.w\.bias$"  # mmcv's conv_out has a norm and therefore no bias
+PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
+                 "test.num_crops": 3}
+
+
+def detect(raw: Mapping) -> bool:
+    state = raw.get("state_dict", raw)
+    keys = [str(k) for k in state] if isinstance(state, Mapping) else []
+    return any(k.startswith("backbone.") for k in keys) and any(k.startswith("cls_head.") for k in keys)
+
+
+def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+    state = raw.get("state_dict", raw)
+    meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
+    info = {k: meta[k] for k in ("epoch", "iter", "mmengine_version", "mmaction2_version", "mmaction_version")
+            if isinstance(meta.get(k), str | int)}
+    return strip_prefix(only_tensors(state, "MMAction2 checkpoint"), "module."), info
+
+
+def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+    keys = list(state)
+    layer3 = {int(m[1]) for k in keys if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
+    bottleneck = any(".conv3." in k for k in keys)
+    depth = {(False, 2): 18, (False, 6): 34, (True, 6): 50, (True, 23): 101}.get((bottleneck, len(layer3)))
+    if depth is None:
+        raise ConversionError(f"{path}: a ResNet with {len(layer3)} layer3 blocks is not in our zoo")
+    stem = state.get("backbone.conv1.conv.weight")
+    if stem is not None and stem.dim() == 5:  # ResNet3d
+        if stem.shape[2] != 5 or any(v.dim() == 5 and v.shape[2] == 3 and ".conv2." in k for k, v in state.items()):
+            raise ConversionError(f"{path}: an MMAction2 ResNet3d other than I3D-R50/R101 with 3x1x1 inflation "
+                                  f"(conv1 {tuple(stem.shape)}); not in our zoo")
+        return {"model": f"i3d3x1_resnet{depth}", "temporal_pooling": True,
+                "options": {"pool_style": "tsm", "stem_temporal_stride": 2},
+                "preprocessing": {"data.frames": 32, "data.sampling": "dense", "data.stride": 2,
+                                  "test.num_clips": 10, "test.num_crops": 3}}
+    shifted = any(".conv.net." in k for k in keys)
+    options = {}
+    if any(".non_local_block." in k for k in keys):
+        sub = "after" if any(".non_local_block.g.0." in k for k in keys) else "none"
+        options = {"nonlocal_blocks": True, "nonlocal_at": _nonlocal_at(keys, path), "nonlocal_subsample": sub}
+    return {"model": f"{'tsm' if shifted else 'tsn'}_resnet{depth}", "options": options,
+            "preprocessing": {"data.frames": 8}}
+
+
+def _nonlocal_at(keys: list[str], path) -> str:
+    blocks = sorted({m[1] for k in keys if (m := re.match(r"backbone\.(layer\d+\.\d+)\.non_local_block\.", k))})
+    for at, expected in (("even", ["layer2.0", "layer2.2", "layer3.0", "layer3.2", "layer3.4"]),
+                         ("odd", ["layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5"])):
+        if blocks == expected:
+            return at
+    raise ConversionError(f"{path}: non-local blocks after {blocks}: a placement we do not have")

@@ -1,0 +1,70 @@
+"""The TSM authors' code, mit-han-lab/temporal-shift-module (`main.py` checkpoints and their released models).
+
+A checkpoint is `{"epoch", "arch", "state_dict", "optimizer", "best_prec1"}` with DDP/DataParallel keys
+`module.base_model.<torchvision ResNet key>`; a shifted conv is wrapped (`conv1.net.weight`), a block followed by a
+non-local block too (`layer2.0.block.*`, the block's `nl.{theta,phi.0,g.0,W.0,W.1}`: convs with biases, phi and g
+max-pooled after their convs), and the classifier is `new_fc` (or torchvision's `fc` when dropout was 0). The
+file name says the frames (`segment8`) and temporal pooling (`tpool`, once after layer1); the weights do not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+
+from actionbench.models.convert import ConversionError, only_tensors, strip_prefix
+
+RULES = [
+    (r"^base_model\.", ""),
+    (r"\.net\.", "."),  # a shifted conv: TemporalShift(conv).net
+    (r"^(layer\d+\.\d+)\.block\.", r"\1."),  # a block wrapped by NL3DWrapper
+    (r"^(layer\d+\.\d+)\.nl\.", r"\1.nonlocal_block."),
+    (r"\.nonlocal_block\.(g|phi)\.0\.", r".nonlocal_block.\1."),
+    (r"\.nonlocal_block\.W\.0\.", ".nonlocal_block.w."),
+    (r"\.nonlocal_block\.W\.1\.", ".nonlocal_block.bn."),
+    (r"^new_fc\.", "fc."),
+]
+PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
+                 "test.num_crops": 1}  # ImageNet mean/std, as our ResNets; their test script's 1 clip x 1 crop
+
+
+def detect(raw: Mapping) -> bool:
+    state = raw.get("state_dict", raw)
+    return isinstance(state, Mapping) and any(str(k).startswith(("module.base_model.", "base_model."))
+                                              for k in state)
+
+
+def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+    state = raw.get("state_dict", raw)
+    info = {k: raw[k] for k in ("arch", "epoch") if k in raw}
+    if "best_prec1" in raw:
+        info["best_prec1"] = float(raw["best_prec1"])
+    return strip_prefix(only_tensors(state, "TSM checkpoint"), "module."), info
+
+
+def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+    keys = [k.removeprefix("base_model.") for k in state]
+    layer3 = {int(m[1]) for k in keys if (m := re.match(r"layer3\.(\d+)\.", k))}
+    bottleneck = any(".conv3." in k for k in keys)
+    if not layer3:
+        raise ConversionError(f"{path}: no ResNet layer3 keys; only the TSM repo's ResNet models are supported")
+    depth = {(False, 2): 18, (False, 6): 34, (True, 6): 50, (True, 23): 101}.get((bottleneck, len(layer3)))
+    if depth is None:
+        raise ConversionError(f"{path}: a ResNet with {len(layer3)} layer3 blocks is not in our zoo")
+    shifted = any(".net." in k for k in keys)
+    name = f"{'tsm' if shifted else 'tsn'}_resnet{depth}"
+    options = {}
+    if any(".nl." in k for k in keys):
+        sub = "after" if any(".nl.g.0." in k for k in keys) else "none"
+        options = {"nonlocal_blocks": True, "nonlocal_at": "even", "nonlocal_subsample": sub}
+    file_name = str(path)
+    segments = re.search(r"segment(\d+)", file_name)
+    pooled = "tpool" in file_name
+    if pooled:
+        options["pool_style"] = "tsm"
+    protocol = {"data.sampling": "dense", "data.stride": 8} if "dense" in file_name else {}
+    if segments:
+        protocol["data.frames"] = int(segments[1])
+    return {"model": name, "temporal_pooling": pooled, "options": options, "preprocessing": protocol}
