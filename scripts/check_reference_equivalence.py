@@ -286,6 +286,7 @@ class Pair:
     convert: dict = field(default_factory=dict)  # what the file does not say
     controls: list[tuple[str, dict]] = field(default_factory=list)  # (label, model options) that must fail
     golden: bool = False
+    clip_golden: bool = False  # also a JPEG clip and their logits on it as `actionbench predict` prepares it
     arch: Callable[[nn.Module], str] | None = None  # the paper's code names the model in its checkpoints
 
 
@@ -304,7 +305,7 @@ def official_pairs(refs, size) -> list[Pair]:
     m = refs["official"]
     pairs = []
 
-    def ibm(name, build, two_d, frames, pooled, golden=False, controls=()):
+    def ibm(name, build, two_d, frames, pooled, golden=False, clip_golden=False, controls=()):
         def make():
             with contextlib.redirect_stdout(io.StringIO()):
                 return build()
@@ -313,7 +314,7 @@ def official_pairs(refs, size) -> list[Pair]:
         pairs.append(Pair(f"official/{name}{'-tp' if pooled else ''}", make,
                           (lambda r, x: r(frames_as_channels(x))) if two_d else (lambda r, x: r(x)),
                           {"container": "state_dict", "prefix": "module.", "extra": extra},
-                          f"{name}.pth.tar", frames, golden=golden, controls=list(controls),
+                          f"{name}.pth.tar", frames, golden=golden, clip_golden=clip_golden, controls=list(controls),
                           arch=lambda net: f"kinetics400-rgb-{net.network_name}-f{frames}-cosine-bs8-e50"))
 
     reverse = [("time-reversed clip", {"__reverse__": True})]
@@ -325,7 +326,7 @@ def official_pairs(refs, size) -> list[Pair]:
             ibm(f"tsn_resnet{depth}", lambda kw=kw: m.resnet(temporal_module_name=None, **kw), True, 8, pooled,
                 golden=depth == 18 and not pooled)
             ibm(f"tam_resnet{depth}", lambda kw=kw: m.resnet(temporal_module_name="TAM", **kw), True, 8, pooled,
-                golden=depth == 18 and pooled, controls=reverse)
+                golden=depth == 18 and pooled, clip_golden=depth == 18 and pooled, controls=reverse)
             ibm(f"i3d_resnet{depth}", lambda d=depth, p=pooled: m.i3d_resnet(d, NUM_CLASSES, 0.5, not p), False, 8,
                 pooled, golden=depth == 18 and not pooled, controls=reverse)
             ibm(f"s3d_resnet{depth}", lambda d=depth, p=pooled: m.s3d_resnet(d, NUM_CLASSES, 0.5, not p, False),
@@ -463,7 +464,7 @@ def pyslowfast_pairs(refs, size) -> list[Pair]:
             cfg.SLOWFAST.FUSION_CONV_CHANNEL_RATIO, cfg.SLOWFAST.FUSION_KERNEL_SZ = 2, 7
         return cfg
 
-    def pair(name, arch, frames, location, controls, golden=False, instantiation="softmax"):
+    def pair(name, arch, frames, location, controls, golden=False, instantiation="softmax", clip_golden=False):
         cfg = configure(arch, frames, location, instantiation)
         builder = sf.builder.SlowFast if arch == "slowfast" else sf.builder.ResNet
         saved = {k: _plain(cfg[k]) for k in ("MODEL", "DATA", "TEST", "SLOWFAST", "NONLOCAL", "RESNET")}
@@ -472,14 +473,14 @@ def pyslowfast_pairs(refs, size) -> list[Pair]:
                    if arch == "slowfast" else (lambda r, x: r([x])))
         return Pair(f"pyslowfast/{name}", lambda: builder(cfg), forward,
                     {"container": "model_state", "extra": {"epoch": 196, "cfg": yaml.safe_dump(saved)}},
-                    f"{name}.pyth", frames, golden=golden, controls=controls)
+                    f"{name}.pyth", frames, golden=golden, controls=controls, clip_golden=clip_golden)
 
     return [
         pair("SLOWFAST_8x8_R50", "slowfast", 32, [[[], []]] * 4,
              [("every 4th frame to the slow pathway", {"slow_frames": "stride"})], golden=True,
              instantiation="dot_product"),
         pair("I3D_8x8_R50", "i3d", 8, [[[]]] * 4, [("TSM-style temporal pooling", {"pool_style": "tsm"})],
-             golden=True),
+             golden=True, clip_golden=True),
         pair("C2D_NLN_8x8_R50", "c2d", 8, [[[]], [[1, 3]], [[1, 3, 5]], [[]]],
              [("non-local without scaling", {"nonlocal_scale": False}),
               ("non-local sub-sampled after the convs", {"nonlocal_subsample": "after"})], golden=True),
@@ -560,11 +561,47 @@ def compare(pair: Pair, size: int, workdir: Path, seed: int, golden: bool) -> di
     perturbed["model"][first] = perturbed["model"][first] * 1.001
     row["controls"].append((f"{first} x 1.001", control(perturbed, {}, x, theirs_eval)))
     if golden and pair.golden:
-        write_golden(pair.name.replace("/", "__"), {
-            "pair": pair.name, "file_name": pair.file_name, "wrapper": pair.wrapper, "convert": pair.convert,
-            "seed": seed, "keys": state_shapes(state), "input": {"shape": list(x.shape), "seed": seed + 1},
-            "logits": theirs_eval.tolist(), "model": row["ours"], "options": row["options"]})
+        record = {"pair": pair.name, "file_name": pair.file_name, "wrapper": pair.wrapper, "convert": pair.convert,
+                  "seed": seed, "keys": state_shapes(state), "input": {"shape": list(x.shape), "seed": seed + 1},
+                  "logits": theirs_eval.tolist(), "model": row["ours"], "options": row["options"]}
+        if pair.clip_golden:
+            record["clip"] = clip_golden(pair, ref, path, workdir, size, seed + 3)
+        write_golden(pair.name.replace("/", "__"), record)
     return row
+
+
+def clip_golden(pair: Pair, ref: nn.Module, path: Path, workdir: Path, size: int, seed: int) -> dict:
+    """JPEG frames and their logits on the clip our test pipeline makes of them under the converted protocol
+    (one centre clip of `size`): what `actionbench predict` must reproduce."""
+    import base64
+
+    import simplejpeg
+
+    from actionbench.data.annotations import VideoRecord
+    from actionbench.data.dataset import VideoClipDataset
+    from actionbench.data.transforms import normalize_clips
+
+    rng = np.random.default_rng(seed)
+    base = torch.from_numpy(rng.uniform(0, 255, (pair.frames, 3, 8, 8)))
+    frames = F.interpolate(base, size=(size, size), mode="bilinear", align_corners=False)
+    frames = (frames + torch.from_numpy(rng.normal(0, 12, frames.shape))).clamp(0, 255).round().to(torch.uint8)
+    folder = workdir / "clip"
+    folder.mkdir(exist_ok=True)
+    encoded = []
+    for i, frame in enumerate(frames.permute(0, 2, 3, 1).contiguous().numpy()):
+        data = simplejpeg.encode_jpeg(frame, quality=92, colorspace="RGB")
+        (folder / f"{i + 1:05d}.jpg").write_bytes(data)
+        encoded.append(base64.b64encode(data).decode())
+    protocol = {"data.size": size, "data.scale_size": size, "data.sampling": "uniform", "test.num_clips": 1,
+                "test.num_crops": 1}
+    model = our_model(convert_checkpoint(path, **pair.convert, preprocessing=protocol))
+    dataset = VideoClipDataset([VideoRecord(str(folder), 0, "clip")], num_frames=pair.frames, mode="test", size=size,
+                               scale_size=size, normalize=False)
+    clip = normalize_clips(dataset[0][0].unsqueeze(0), model.mean, model.std, channel_order=model.channel_order)
+    ref.eval()
+    with torch.no_grad():
+        logits = pair.forward(ref, clip.double())
+    return {"frames": encoded, "protocol": protocol, "logits": logits.tolist()}
 
 
 def control(checkpoint: dict, options: dict, x: torch.Tensor, theirs: torch.Tensor) -> float | str:

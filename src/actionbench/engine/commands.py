@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from actionbench.config import ConfigError, from_dict, load_config
+from actionbench.config import ConfigError, from_dict, load_config, update_config
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("videos", nargs="+", help="video files or frame folders")
         parser.add_argument("--checkpoint", required=True, help="a checkpoint written by actionbench train")
         parser.add_argument("--topk", type=int, default=5)
-        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--json", action="store_true",
+                            help="print JSON instead of a table (with every class's logit, averaged over the views)")
         parser.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
 
 
@@ -31,6 +32,17 @@ def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tup
     if config and "=" in config and not config.endswith((".yaml", ".yml")):
         return None, [config, *overrides]
     return config, overrides
+
+
+def _checkpoint_model(state: dict):
+    """The model a checkpoint holds (ours, or converted from another codebase), its weights loaded."""
+    from actionbench.engine.trainer import build_run_model
+
+    cfg = from_dict(state["config"])
+    cfg.model.pretrained = cfg.model.init_from = None  # the checkpoint's own weights replace them
+    model = build_run_model(cfg, len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +71,7 @@ def _train(args) -> int:
 def _test(args) -> int:
     from actionbench.engine.checkpoint import load_checkpoint
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
-    from actionbench.engine.trainer import build_run_model, evaluate_run, resolve_device
+    from actionbench.engine.trainer import evaluate_run, resolve_device
 
     run_path = Path(args.run)
     if run_path.is_dir():
@@ -70,11 +82,14 @@ def _test(args) -> int:
         default = Path(cfg.output_dir) / "best.pt"
     state = load_checkpoint(args.checkpoint or default)
     classes = state["classes"]
-    model = build_run_model(from_dict({**state["config"], "model": {**state["config"]["model"], "pretrained": None,
-                                                                     "init_from": None}}), len(classes))
-    model.load_state_dict(state["model"])
+    model = _checkpoint_model(state)
+    protocol = state.get("preprocessing") or {}
+    if protocol and cfg.test.preprocessing == "checkpoint":  # a converted checkpoint: its authors' protocol
+        update_config(cfg, {k: v for k, v in protocol.items() if not k.startswith("model.")})
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
+    if info.is_main:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     try:
         results = evaluate_run(cfg, model.to(device), classes, info, device, Path(cfg.output_dir),
                                Path(cfg.output_dir) / "bad_videos.tsv")
@@ -82,7 +97,6 @@ def _test(args) -> int:
         cleanup_distributed()
     if info.is_main:
         out = Path(cfg.output_dir) / "test_results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
     return 0
@@ -94,20 +108,18 @@ def _predict(args) -> int:
     from actionbench.data.annotations import VideoRecord
     from actionbench.data.dataset import VideoClipDataset
     from actionbench.engine.checkpoint import load_checkpoint
-    from actionbench.engine.trainer import build_run_model
+    from actionbench.engine.evaluation import to_model_input
 
     state = load_checkpoint(args.checkpoint)
-    cfg = from_dict({**state["config"], "model": {**state["config"]["model"], "pretrained": None, "init_from": None}})
+    cfg = from_dict(state["config"])
     classes = state["classes"]
-    model = build_run_model(cfg, len(classes))
-    model.load_state_dict(state["model"])
-    model.eval()
+    model = _checkpoint_model(state).eval()
     records = [VideoRecord(str(Path(v).resolve()), -2, Path(v).stem) for v in args.videos]
     dataset = VideoClipDataset(records, num_frames=cfg.data.frames, sampling=cfg.data.sampling,
                                stride=cfg.data.stride, mode="test", num_clips=cfg.test.num_clips,
                                num_crops=cfg.test.num_crops, size=cfg.data.size,
                                scale_size=cfg.test.scale_size or cfg.data.scale_size or cfg.data.size,
-                               mean=model.mean, std=model.std)
+                               mean=model.mean, std=model.std, normalize=False)
     per_video: dict[int, list] = {}
     bad: set[int] = set()
     with torch.no_grad():
@@ -116,19 +128,21 @@ def _predict(args) -> int:
             if label == -1:
                 bad.add(video)
                 continue
-            per_video.setdefault(video, []).append(model(clip.unsqueeze(0))[0])
+            clips = to_model_input(clip.unsqueeze(0), model, torch.device("cpu"))  # the model's mean, std, order
+            per_video.setdefault(video, []).append(model(clips)[0])
     output = []
     for video, path in enumerate(args.videos):
         if video in bad:
             reason = dataset.bad_video_summary().get(str(Path(path).resolve()), "unreadable")
             output.append({"video": path, "error": reason})
             continue
-        scores = torch.stack(per_video[video])
-        probs = (scores.softmax(-1) if cfg.test.aggregate == "softmax" else scores.mean(0).softmax(-1).unsqueeze(0))
+        views = torch.stack(per_video[video])
+        probs = (views.softmax(-1) if cfg.test.aggregate == "softmax" else views.mean(0).softmax(-1).unsqueeze(0))
         probs = probs.mean(0)
         top = probs.topk(min(args.topk, len(classes)))
-        output.append({"video": path, "predictions": [{"label": classes[i], "score": round(float(s), 4)}
-                                                      for s, i in zip(top.values, top.indices, strict=True)]})
+        output.append({"video": path, "predictions": [{"label": classes[i], "score": float(s)}
+                                                      for s, i in zip(top.values, top.indices, strict=True)],
+                       "logits": views.mean(0).tolist()})  # every class, averaged over the views (JSON only)
     if args.json:
         print(json.dumps(output, indent=2))
     else:

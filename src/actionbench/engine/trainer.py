@@ -11,6 +11,7 @@ import logging
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -59,13 +60,31 @@ def data_root(cfg: Config, list_file: str) -> Path:
 
 
 def load_split(cfg: Config, list_file: str, classes: list[str] | None = None) -> Annotations:
-    """Training split when `classes` is None, evaluation split (same classes) otherwise."""
+    """Training split when `classes` is None; otherwise an evaluation split with its labels resolved against
+    `classes` (the model's): by class name, so that a split may hold a subset of the classes in any order."""
     subset = "train" if classes is None else "test"  # HMDB51's split files list both subsets
     ann = load_annotations(list_file, cfg.data.format, root=data_root(cfg, list_file), subset=subset)
-    if classes is not None and ann.classes != classes:
-        raise ValueError(f"{list_file} has {ann.num_classes} classes that differ from the training set's "
-                         f"{len(classes)}; use the same class list (classes.txt) for every split")
-    return ann
+    if classes is None or ann.classes == classes:
+        return ann
+    return Annotations([replace(r, label=index) for r, index in
+                        zip(ann.records, _label_map(ann, classes, list_file), strict=True)], list(classes), ann.source)
+
+
+def _label_map(ann: Annotations, classes: list[str], list_file: str) -> list[int]:
+    unnamed = [str(i) for i in range(len(classes))]
+    if ann.classes == [str(i) for i in range(ann.num_classes)] and ann.num_classes <= len(classes):
+        return [r.label for r in ann.records]  # numeric labels without names: indices into the model's classes
+    if classes == unnamed and ann.num_classes == len(classes):
+        log.warning("%s names its classes but the checkpoint does not (convert it with --classes); its class "
+                    "order is taken as the classifier's", list_file)
+        return [r.label for r in ann.records]
+    unknown = [c for c in ann.classes if c not in classes]
+    if unknown:
+        raise ValueError(f"{list_file}: classes the model does not know: {', '.join(unknown[:5])}"
+                         f"{f' ... ({len(unknown)} in all)' if len(unknown) > 5 else ''}; evaluate with the class "
+                         "list (classes.txt) the model was trained on")
+    index = {name: i for i, name in enumerate(classes)}
+    return [index[ann.classes[r.label]] for r in ann.records]
 
 
 def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model: nn.Module,
@@ -181,8 +200,21 @@ def train(cfg: Config) -> dict:
         cleanup_distributed()
 
 
+def _adopt_pretrained_normalisation(cfg: Config) -> None:
+    """Fine-tuning a converted (or our own) checkpoint: its weights expect its input normalisation, which the
+    run's config then records, so that the run's own checkpoints are evaluated with it too."""
+    from actionbench.models.weights import checkpoint_normalisation
+
+    found = checkpoint_normalisation(cfg.model.pretrained) if cfg.model.mean is None else None
+    if found:
+        cfg.model.mean, cfg.model.std, cfg.model.channel_order = found["mean"], found["std"], found["channel_order"]
+        log.info("model.pretrained %s: input normalised with its mean %s, std %s (%s)", cfg.model.pretrained,
+                 found["mean"], found["std"], found["channel_order"])
+
+
 def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     run_dir = Path(cfg.output_dir)
+    _adopt_pretrained_normalisation(cfg)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")

@@ -77,6 +77,21 @@ def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def checkpoint_normalisation(source: str | Path | None) -> dict | None:
+    """`{"mean", "std", "channel_order"}` when `source` is an actionbench checkpoint (ours or converted) that
+    records the input normalisation its weights expect; None for 2D ImageNet files and anything else."""
+    if not source or str(source) == "imagenet" or not Path(source).is_file():
+        return None
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception:  # load_pretrained reports unreadable files with their reason
+        return None
+    model = state.get("config", {}).get("model", {}) if isinstance(state, Mapping) else {}
+    if model.get("mean") is None:
+        return None
+    return {"mean": model["mean"], "std": model["std"], "channel_order": model.get("channel_order", "RGB")}
+
+
 def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove DDP's `module.` and torch.compile's `_orig_mod.` prefixes."""
     out = {}

@@ -69,6 +69,10 @@ def read_checkpoint(path: str | Path) -> object:
             allowed.append(getattr(importlib.import_module(module), attr))
         except (ImportError, AttributeError) as exc:
             raise ConversionError(f"{path} needs {name}, which this Python does not have ({exc})") from exc
+    if any(name.startswith("numpy.") for name in needed):  # arrays' dtypes unpickle as their classes, unlisted
+        import numpy as np
+
+        allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
 
