@@ -9,11 +9,14 @@ from actionbench.data.annotations import AnnotationError, load_annotations, make
 
 
 def test_list_file_with_indices_names_and_tsn_frame_counts(tmp_path):
-    (tmp_path / "a.txt").write_text("videos/x.mp4 1\nvideos/y.mp4 0\n# comment\n\nframes/z 30 2\n")
+    (tmp_path / "a.txt").write_text("videos/x.mp4 1\nvideos/y.mp4 0\n# comment\n\nframes/z 2\n")
     ann = load_annotations(tmp_path / "a.txt")
     assert [(r.path, r.label, r.num_frames) for r in ann.records] == [
-        ("videos/x.mp4", 1, None), ("videos/y.mp4", 0, None), ("frames/z", 2, 30)]
+        ("videos/x.mp4", 1, None), ("videos/y.mp4", 0, None), ("frames/z", 2, None)]
     assert ann.classes == ["0", "1", "2"]
+    (tmp_path / "rawframes.txt").write_text("frames/z 30 2\nframes/w 12 0\n")  # TSN / MMAction2 rawframes
+    ann = load_annotations(tmp_path / "rawframes.txt")
+    assert [(r.path, r.label, r.num_frames) for r in ann.records] == [("frames/z", 2, 30), ("frames/w", 0, 12)]
     (tmp_path / "b.txt").write_text("v/1.mp4 walk\nv/2.mp4 run\n")
     assert [r.label for r in load_annotations(tmp_path / "b.txt").records] == [1, 0]  # sorted names: run, walk
 
@@ -102,3 +105,28 @@ def test_hmdb51_split_files(tmp_path):
     (tmp_path / "bad_test_split3.txt").write_text("x.avi 7\n")
     with pytest.raises(AnnotationError, match=r"bad_test_split3.txt:1"):
         load_annotations(tmp_path / "bad_test_split3.txt")
+
+
+def test_the_papers_list_format_is_detected_by_its_columns(tmp_path):
+    # IBM/action-recognition-pytorch: `folder start_frame end_frame label`, 1-based, inclusive
+    (tmp_path / "ibm.txt").write_text("abseiling/vid1 1 300 0\nzumba/vid 2 5 120 1\n")
+    ann = load_annotations(tmp_path / "ibm.txt")
+    assert [(r.path, r.num_frames, r.first_frame, r.label) for r in ann.records] == [
+        ("abseiling/vid1", 300, 0, 0), ("zumba/vid 2", 116, 4, 1)]
+    (tmp_path / "bad.txt").write_text("a 1 300 0\nb 9 3 1\n")
+    with pytest.raises(AnnotationError, match=r"bad.txt:2: frames 9-3"):
+        load_annotations(tmp_path / "bad.txt")
+    (tmp_path / "multi.txt").write_text("a 1 300 0 4\nb 1 30 1\n")  # several labels per video: not supported
+    with pytest.raises(AnnotationError, match=r"multi.txt:1: frames 300-0"):
+        load_annotations(tmp_path / "multi.txt")
+
+
+def test_list_layouts_are_per_file_and_paths_may_have_spaces(tmp_path):
+    # every line "name number label": rawframes; declaring the format reads a folder named "clip 0" as a path
+    (tmp_path / "a.txt").write_text("clip 0 3\nclip 1 4\n")
+    assert [r.num_frames for r in load_annotations(tmp_path / "a.txt").records] == [0, 1]
+    assert [r.path for r in load_annotations(tmp_path / "a.txt", "plain").records] == ["clip 0", "clip 1"]
+    (tmp_path / "b.txt").write_text("my videos/a b.mp4 run\n\"quoted  two spaces.mp4\" walk\nc.mp4 run\n")
+    ann = load_annotations(tmp_path / "b.txt")
+    assert [r.path for r in ann.records] == ["my videos/a b.mp4", "quoted  two spaces.mp4", "c.mp4"]
+    assert ann.classes == ["run", "walk"]

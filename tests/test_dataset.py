@@ -98,3 +98,18 @@ def test_index_cache_is_filled_once_per_video_and_auto_uses_the_cache_home(synth
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     assert resolve_index_cache("auto") == tmp_path / "home-cache" / "actionbench" / "video-index"
     assert resolve_index_cache("none") is None and resolve_index_cache(None) is None
+
+
+def test_the_papers_frame_ranges_pick_their_frames(tmp_path):
+    import simplejpeg
+
+    folder = tmp_path / "frames" / "vid"
+    folder.mkdir(parents=True)
+    for i in range(1, 11):  # frame i is filled with 20 * i
+        image = np.full((16, 16, 3), 20 * i, dtype=np.uint8)
+        (folder / f"{i:05d}.jpg").write_bytes(simplejpeg.encode_jpeg(image, quality=100))
+    (tmp_path / "ibm.txt").write_text("frames/vid 3 6 0\nframes/vid 8 12 1\n")  # the second runs past frame 10
+    ds = build_dataset(tmp_path / "ibm.txt", num_frames=4, size=16, scale_size=16, mode="test", normalize=False)
+    clip, label, _, _ = ds[0]
+    assert label == 0 and clip[0, :, 8, 8].tolist() == pytest.approx([60, 80, 100, 120], abs=2)
+    assert ds[1][1] == -1 and "frames 8-12, the video has 10" in next(iter(ds.bad_video_summary().values()))

@@ -1,10 +1,13 @@
 """Dataset annotations read as downloaded, class maps, and the paper's Mini-datasets (`actionbench mini`).
 
-Formats (`format=` or detected): "list" (`relative/path label` per line; TSN's `path num_frames label` too),
-"csv" (header `path,label`), "kinetics" (Kinetics-400/600/700 CSV), "ssv2" (Something-Something-v2 JSON),
-"mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists), "hmdb51" (HMDB51 split files).
-Labels in "list"/"csv" are class indices or class
-names; names come from a `classes.txt` beside the file (one per line) or the sorted unique names.
+Formats (`format=` or detected): "list" (one video per line, its layout detected from the whole file:
+"plain" `path label`; "rawframes" `path total_frames label`, TSN's and MMAction2's rawframe lists; "ibm"
+`path start_frame end_frame label`, the paper's code's lists, 1-based and inclusive; declare the layout as the
+format when a plain list could be misread, e.g. folders named `clip 0`; quotes keep a path with spaces in one
+column), "csv" (header `path,label`), "kinetics" (Kinetics-400/600/700 CSV), "ssv2" (Something-Something-v2
+JSON), "mit" (Moments-in-Time CSV), "ucf101" (UCF101 train/test lists), "hmdb51" (HMDB51 split files).
+Labels in list and csv files are class indices or class names; names come from a `classes.txt` beside the file
+(one per line) or the sorted unique names.
 A record's path may be a video file or a folder of frames (`video_id/00001.jpg ...`): the reader decides.
 """
 
@@ -14,12 +17,14 @@ import argparse
 import csv
 import json
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("list", "csv", "kinetics", "ssv2", "mit", "ucf101", "hmdb51")
+FORMATS = ("list", "plain", "rawframes", "ibm", "csv", "kinetics", "ssv2", "mit", "ucf101", "hmdb51")
+_LIST_LAYOUTS = {"plain": 0, "rawframes": 1, "ibm": 2}  # numeric columns between the path and the label
 _HMDB_SPLIT = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d)\.txt$")
 _HMDB_SUBSETS = {"train": "1", "test": "2"}
 
@@ -33,7 +38,8 @@ class VideoRecord:
     path: str  # relative to the dataset root, or absolute
     label: int
     video_id: str
-    num_frames: int | None = None  # known from the annotation (TSN-style lists), else counted by the reader
+    num_frames: int | None = None  # known from the annotation (rawframes / ibm lists), else counted by the reader
+    first_frame: int = 0  # 0-based index of the record's first frame in the video or folder (ibm lists)
 
 
 @dataclass
@@ -67,15 +73,15 @@ def _label_index(label: str, classes: list[str] | None, where: str) -> int:
     raise AnnotationError(f"{where}: unknown label {label!r}" + (" (not in the class list)" if classes else ""))
 
 
-def _resolve_labels(rows: list[tuple[str, str, str, int | None]], classes: list[str] | None) -> tuple[list, list]:
-    """rows: (path, label text, where, num_frames) -> records and the class list."""
+def _resolve_labels(rows: list[tuple], classes: list[str] | None) -> tuple[list, list]:
+    """rows: (path, label text, where[, num_frames, first_frame]) -> records and the class list."""
     if classes is None:
-        names = {label for _, label, _, _ in rows if not label.lstrip("-").isdigit()}
+        names = {row[1] for row in rows if not row[1].lstrip("-").isdigit()}
         if names:
             classes = sorted(names)
     records = [
-        VideoRecord(path, _label_index(label, classes, where), Path(path).stem, frames)
-        for path, label, where, frames in rows
+        VideoRecord(path, _label_index(label, classes, where), Path(path).stem, *extra)
+        for path, label, where, *extra in rows
     ]
     if classes is None:
         classes = [str(i) for i in range(max((r.label for r in records), default=-1) + 1)]
@@ -90,20 +96,50 @@ def _classes_beside(path: Path, classes: list[str] | str | Path | None) -> list[
     return classes
 
 
-def _read_list(path: Path, classes: list[str] | None) -> tuple[list, list]:
-    rows = []
+def _list_lines(path: Path) -> list[tuple[str, list[str]]]:
+    lines = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        tokens = line.split()
         where = f"{path}:{lineno}"
-        if len(tokens) < 2:
-            raise AnnotationError(f"{where}: expected 'relative/path label', got {line!r}")
-        frames = None
-        if len(tokens) == 3 and tokens[1].isdigit() and tokens[2].lstrip("-").isdigit():
-            frames = int(tokens[1])  # TSN-style `path num_frames label`
-            tokens = [tokens[0], tokens[2]]
-        rows.append((" ".join(tokens[:-1]), tokens[-1], where, frames))
+        try:  # quotes keep a path with spaces in one column: "my clips/a b.mp4" 3
+            tokens = shlex.split(line) if '"' in line or "'" in line else line.split()
+        except ValueError as exc:
+            raise AnnotationError(f"{where}: {exc} in {line!r}") from None
+        lines.append((where, tokens))
+    return lines
+
+
+def _list_layout(lines: list[tuple[str, list[str]]]) -> str:
+    """The layout every line of the file fits: numeric columns before the label only when all lines have them."""
+    if all(len(t) >= 4 and t[-2].isdigit() and t[-3].isdigit() for _, t in lines):
+        return "ibm"
+    if all(len(t) >= 3 and t[-2].isdigit() for _, t in lines):
+        return "rawframes"
+    return "plain"
+
+
+def _read_list(path: Path, classes: list[str] | None, layout: str = "list") -> tuple[list, list]:
+    lines = _list_lines(path)
+    layout = _list_layout(lines) if layout == "list" else layout
+    numeric = _LIST_LAYOUTS[layout]
+    expected = {"plain": "path label", "rawframes": "path total_frames label",
+                "ibm": "path start_frame end_frame label"}[layout]
+    rows = []
+    for where, tokens in lines:
+        if len(tokens) < numeric + 2 or not all(t.isdigit() for t in tokens[-1 - numeric:-1]):
+            raise AnnotationError(f"{where}: expected '{expected}' (the file's layout: {layout}), got "
+                                  f"{' '.join(tokens)!r}")
+        path_text, label = " ".join(tokens[:-1 - numeric]), tokens[-1]
+        if layout == "rawframes":
+            rows.append((path_text, label, where, int(tokens[-2])))
+        elif layout == "ibm":
+            start, end = int(tokens[-3]), int(tokens[-2])
+            if start < 1 or end < start:
+                raise AnnotationError(f"{where}: frames {start}-{end}: expected 1 <= start_frame <= end_frame")
+            rows.append((path_text, label, where, end - start + 1, start - 1))
+        else:
+            rows.append((path_text, label, where))
     return _resolve_labels(rows, classes)
 
 
@@ -260,8 +296,8 @@ def load_annotations(path: str | Path, format: str | None = None, *, root: str |
         raise FileNotFoundError(f"annotation file {path} does not exist")
     format = format or detect_format(path)
     root_path = Path(root) if root else None
-    if format == "list":
-        records, class_list = _read_list(path, _classes_beside(path, classes))
+    if format in ("list", *_LIST_LAYOUTS):
+        records, class_list = _read_list(path, _classes_beside(path, classes), format)
     elif format == "csv":
         records, class_list = _read_csv(path, _classes_beside(path, classes))
     elif format == "kinetics":

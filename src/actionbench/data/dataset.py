@@ -101,10 +101,17 @@ class VideoClipDataset(Dataset):
         """Decode the frames of one clip, uint8 (T, H, W, 3)."""
         record = self.records[video_index]
         with open_video(self.path_of(record), index_cache=self.index_cache) as reader:
-            count = self._frame_counts.setdefault(video_index, len(reader))
+            count = self._frame_counts.get(video_index)
+            if count is None:  # the annotation's frame range (rawframes / ibm lists), else the whole video
+                count = record.num_frames or len(reader)
+                if record.first_frame + count > len(reader):
+                    raise VideoDecodeError(f"{self.path_of(record)}: the annotation gives frames "
+                                           f"{record.first_frame + 1}-{record.first_frame + count}, the video has "
+                                           f"{len(reader)}")
+                self._frame_counts[video_index] = count
             indices = clip_indices(count, self.num_frames, sampling=self.sampling, train=self.mode == "train",
                                    stride=self.stride, clip_index=clip_index, num_clips=self.num_clips, rng=rng)
-            return reader.get_frames(indices)
+            return reader.get_frames(indices + record.first_frame)
 
     def _report_bad(self, record: VideoRecord, exc: BaseException) -> None:
         path = str(self.path_of(record))
