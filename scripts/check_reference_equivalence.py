@@ -356,7 +356,7 @@ def tsm_pairs(refs, size) -> list[Pair]:
     tsn_class = refs["tsm"].TSN
     pairs = []
 
-    def tsm(name, base, shift, pooled=False, non_local=False, golden=False, controls=()):
+    def tsm(name, base, shift, pooled=False, non_local=False, golden=False, controls=(), clip_golden=False):
         def make():
             with contextlib.redirect_stdout(io.StringIO()):
                 net = tsn_class(NUM_CLASSES, 8, "RGB", base_model=base, dropout=0.8, partial_bn=False,
@@ -371,10 +371,10 @@ def tsm_pairs(refs, size) -> list[Pair]:
         pairs.append(Pair(f"tsm/{name}", make, lambda r, x: r(frames_as_channels(x)),
                           {"container": "state_dict", "prefix": "module.",
                            "extra": {"epoch": 50, "arch": base, "best_prec1": 70.5}},
-                          file_name, 8, golden=golden, controls=list(controls)))
+                          file_name, 8, golden=golden, controls=list(controls), clip_golden=clip_golden))
 
     reverse = [("time-reversed clip (the old shift direction)", {"__reverse__": True})]
-    tsm("tsm_resnet50", "resnet50", True, golden=True, controls=reverse)
+    tsm("tsm_resnet50", "resnet50", True, golden=True, controls=reverse, clip_golden=True)
     tsm("tsm_resnet50-tpool", "resnet50", True, pooled=True,
         controls=[("the paper's pooling after layer1-3", {"pool_style": "paper"})])
     tsm("tsn_resnet50", "resnet50", False)
@@ -390,7 +390,7 @@ def mmaction2_pairs(refs, size) -> list[Pair]:
     resnet_tsm = refs["mmaction2"].ResNetTSM
     pairs = []
 
-    def mm(name, depth, shift, pooled=False, nl=False, golden=False, controls=()):
+    def mm(name, depth, shift, pooled=False, nl=False, golden=False, controls=(), clip_golden=False):
         def make():
             backbone = resnet_tsm(depth, num_segments=8, is_shift=shift, temporal_pool=pooled,
                                   non_local=((0, 0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0)) if nl
@@ -405,14 +405,14 @@ def mmaction2_pairs(refs, size) -> list[Pair]:
         pairs.append(Pair(f"mmaction2/{name}", make, lambda r, x: r(frames_first(x)),
                           {"container": "state_dict", "prefix": "", "extra": {"meta": meta}}, f"{name}.pth", 8,
                           convert={"temporal_pooling": True, "options": {"pool_style": "tsm"}} if pooled else {},
-                          golden=golden, controls=list(controls)))
+                          golden=golden, controls=list(controls), clip_golden=clip_golden))
 
     reverse = [("time-reversed clip (the old shift direction)", {"__reverse__": True})]
     mm("tsm_resnet50", 50, True, controls=reverse)
     mm("tsm_resnet50-tpool", 50, True, pooled=True)
     mm("tsm_resnet50-nl", 50, True, nl=True, golden=True,
        controls=[("non-local with PySlowFast's scaling", {"nonlocal_scale": True})])
-    mm("tsn_resnet18", 18, False, golden=True)
+    mm("tsn_resnet18", 18, False, golden=True, clip_golden=True)
     return pairs
 
 
@@ -438,7 +438,7 @@ def pytorchvideo_pairs(refs, size) -> list[Pair]:
         Pair("pytorchvideo/slowfast_r50", slowfast, two_pathways, {"container": None}, "SLOWFAST_8x8_R50.pyth", 32,
              golden=True, controls=[("every 4th frame to the slow pathway", {"slow_frames": "stride"})]),
         Pair("pytorchvideo/i3d_r50", i3d, lambda r, x: r(x), {"container": "model_state"}, "I3D_8x8_R50.pyth", 8,
-             golden=True, controls=[("the paper's temporal pooling", {"pool_style": "paper"})]),
+             golden=True, controls=[("the paper's temporal pooling", {"pool_style": "paper"})], clip_golden=True),
     ]
 
 

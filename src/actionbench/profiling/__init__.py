@@ -5,7 +5,7 @@ from __future__ import annotations
 from actionbench.profiling.flops import FlopCounts, count_flops
 from actionbench.profiling.params import count_params
 
-__all__ = ["FlopCounts", "count_flops", "count_params", "default_frames", "profile_model"]
+__all__ = ["FlopCounts", "count_flops", "count_params", "default_frames", "default_num_classes", "profile_model"]
 
 
 def default_frames(name: str) -> int:
@@ -13,11 +13,16 @@ def default_frames(name: str) -> int:
     return 32 if name.startswith("slowfast") else 8
 
 
+def default_num_classes(name: str) -> int:
+    """The classifier the paper's tables count: Kinetics-400 for SlowFast (Table 1), Mini-SSV2's 87 otherwise."""
+    return 400 if name.startswith("slowfast") else 87
+
+
 def profile_model(
     name: str,
     frames: int | None = None,
     size: int = 224,
-    num_classes: int = 87,
+    num_classes: int | None = None,
     temporal_pooling: bool = False,
     *,
     throughput: bool = False,
@@ -35,6 +40,7 @@ def profile_model(
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but this machine has no CUDA device; use --device cpu")
     frames = frames or default_frames(name)
+    num_classes = num_classes or default_num_classes(name)
     model = build_model(name, num_classes, frames, temporal_pooling=temporal_pooling, **options)
     counts = count_flops(model, (1, 3, frames, size, size))
     result = {

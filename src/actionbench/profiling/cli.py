@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--all", action="store_true", help="profile every model of the zoo")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default 8; 32 for SlowFast)")
     parser.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
-    parser.add_argument("--num-classes", type=int, default=87, help="classifier size (default 87, Mini-SSV2)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classifier size (default 87, Mini-SSV2; 400, Kinetics, for SlowFast as Table 1)")
     parser.add_argument("--temporal-pooling", action="store_true", help="with temporal pooling (default: without)")
     parser.add_argument("--throughput", action="store_true", help="measure inference and training clips/s")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size for --throughput (default 8)")
