@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from actionbench import build_model, list_models
-from actionbench.models.temporal import NonLocalBlock, TemporalAggregation, TemporalShift
+from actionbench.models.temporal import NonLocalBlock, ShiftConv2d, TemporalAggregation, TemporalShift
+from actionbench.models.temporal.tsm import _ShiftConvFunction
 from actionbench.profiling.flops import count_flops
 from actionbench.profiling.params import count_params
 
@@ -198,9 +199,9 @@ def test_tsm_and_tam_gradients_are_exact():
 def test_tsm_resnet101_shifts_every_other_block_as_the_tsm_code():
     model = build_model("tsm_resnet101", 5, 8, base_channels=8)
     shifted = [f"{name}.{i}" for name in ("layer1", "layer3") for i, block in enumerate(getattr(model, name))
-               if block.temporal is not None]
+               if isinstance(block.conv1, ShiftConv2d)]
     assert shifted[:2] == ["layer1.0", "layer1.2"] and len(shifted) == 2 + 12
-    assert all(b.temporal is not None for b in build_model("tsm_resnet50", 5, 8).layer3)
+    assert all(isinstance(b.conv1, ShiftConv2d) for b in build_model("tsm_resnet50", 5, 8).layer3)
 
 
 def test_slowfast_table1_figures_and_slow_frame_rules():
@@ -241,7 +242,7 @@ def test_nonlocal_placements():
     assert positions(nonlocal_at="even") == ["layer2.0", "layer2.2", "layer3.0", "layer3.2", "layer3.4"]
     assert positions() == positions(nonlocal_blocks=True)
     tsm_nl = build_model("tsm_resnet50", 5, 8, base_channels=8, nonlocal_blocks=True, nonlocal_at="even")
-    assert tsm_nl.layer2[0].nonlocal_block is not None and tsm_nl.layer2[0].temporal is not None
+    assert tsm_nl.layer2[0].nonlocal_block is not None and isinstance(tsm_nl.layer2[0].conv1, ShiftConv2d)
     with pytest.raises(ValueError, match="nonlocal_"):
         build_model("tsm_resnet50", 5, 8, nonlocal_at="even")
 
@@ -272,3 +273,18 @@ def test_3d_inception_pools_as_the_papers_code():
                              (1, 3, 8, 224, 224)).paper_gflops, 1) == 33.8
     with pytest.raises(ValueError, match="last_time_pool"):
         build_model("s3d_inception_v1", 5, 8, last_time_pool=3)
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_fused_shift_conv_is_conv_of_the_shift(kernel):
+    torch.manual_seed(0)
+    fused = ShiftConv2d(16, 6, kernel, padding=kernel // 2, bias=True).double()
+    x = torch.randn(2, 5, 16, 4, 4, dtype=torch.double, requires_grad=True)
+    before = x.detach().clone()
+    plain = torch.nn.Conv2d(16, 6, kernel, padding=kernel // 2).double()
+    plain.load_state_dict(fused.state_dict())
+    reference = plain(TemporalShift()(x).flatten(0, 1)).view(2, 5, 6, 4, 4)
+    torch.testing.assert_close(fused(x), reference)
+    assert torch.equal(x.detach(), before)  # the input is shifted back
+    assert torch.autograd.gradcheck(lambda x, w, b: _ShiftConvFunction.apply(
+        x, w, b, (1, 1), (kernel // 2, kernel // 2), (1, 1), 1, 2), (x, fused.weight, fused.bias))

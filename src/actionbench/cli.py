@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from actionbench.runtime import retain_freed_memory
+
+    retain_freed_memory()  # every command that runs models allocates the same large tensors again and again
     return int(args._run(args) or 0)
 
 

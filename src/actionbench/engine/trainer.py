@@ -39,6 +39,7 @@ from actionbench.engine.evaluation import (
 )
 from actionbench.engine.logging import MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
+from actionbench.runtime import retain_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistIn
 
 
 def train(cfg: Config) -> dict:
+    retain_freed_memory()
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
     try:

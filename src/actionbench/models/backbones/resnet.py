@@ -33,7 +33,7 @@ from actionbench.models.layers import (
     TimeConv3d,
 )
 from actionbench.models.registry import register_model
-from actionbench.models.temporal import NonLocalBlock, TemporalAggregation, TemporalShift
+from actionbench.models.temporal import NonLocalBlock, ShiftConv2d, TemporalAggregation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,10 +71,17 @@ class Design:
             bias=False, temporal_padding=self.temporal_padding,
         )
 
-    def spatial_conv3x3(self, cin: int, cout: int, stride: int = 1, t_stride: int = 1) -> nn.Module:
+    def spatial_conv3x3(self, cin: int, cout: int, stride: int = 1, t_stride: int = 1,
+                        shift: bool = False) -> nn.Module:
         if self.inflates_3x3 and not self.factorised:
             return self.conv(cin, cout, 3, stride, kt=3, t_stride=t_stride)
+        if shift:
+            return ShiftConv2d(cin, cout, 3, stride, 1, bias=False)
         return self.conv(cin, cout, 3, stride)
+
+    def first_conv1x1(self, cin: int, cout: int, kt: int, shift: bool) -> nn.Module:
+        """A bottleneck's first conv: TSM shifts its input (fused, `ShiftConv2d`), i3d3x1 gives it time."""
+        return ShiftConv2d(cin, cout, 1, bias=False) if shift else self.conv(cin, cout, 1, kt=kt)
 
     def temporal_conv(self, channels: int, t_stride: int = 1) -> nn.Module | None:
         """S3D's (3,1,1) conv following each spatial 3x3; None for other designs."""
@@ -87,9 +94,7 @@ class Design:
         return nn.BatchNorm3d(channels) if self.volumetric else FrameBatchNorm2d(channels)
 
     def branch_module(self, channels: int) -> nn.Module | None:
-        """The temporal module on a block's input inside its residual branch."""
-        if self.name == "tsm":
-            return TemporalShift()
+        """The temporal module on a block's input inside its residual branch (TSM's shift lives in conv1)."""
         if self.name in ("tam", "tconv"):
             return TemporalAggregation(channels, full=self.name == "tconv")
         return None
@@ -128,7 +133,7 @@ class BasicBlock(_Block):
                  t_stride: int = 1, temporal: bool = True, kt: int = 1):
         super().__init__()
         self.temporal = design.branch_module(inplanes) if temporal else None
-        self.conv1 = design.spatial_conv3x3(inplanes, planes, stride, t_stride)
+        self.conv1 = design.spatial_conv3x3(inplanes, planes, stride, t_stride, shift=temporal and design.name == "tsm")
         self.bn1 = design.bn(planes)
         self._add_temporal_conv(1, planes, design, t_stride)
         self.conv2 = design.spatial_conv3x3(planes, planes)
@@ -147,7 +152,7 @@ class Bottleneck(_Block):
                  t_stride: int = 1, temporal: bool = True, kt: int = 1):
         super().__init__()
         self.temporal = design.branch_module(inplanes) if temporal else None
-        self.conv1 = design.conv(inplanes, planes, 1, kt=kt)  # kt > 1 only for i3d3x1
+        self.conv1 = design.first_conv1x1(inplanes, planes, kt, shift=temporal and design.name == "tsm")
         self.bn1 = design.bn(planes)
         self.conv2 = design.spatial_conv3x3(planes, planes, stride, t_stride)  # stride here: ResNet v1.5
         self.bn2 = design.bn(planes)

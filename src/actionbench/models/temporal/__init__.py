@@ -2,6 +2,6 @@
 
 from actionbench.models.temporal.nonlocal_block import NonLocalBlock
 from actionbench.models.temporal.tam import TemporalAggregation
-from actionbench.models.temporal.tsm import TemporalShift
+from actionbench.models.temporal.tsm import ShiftConv2d, TemporalShift
 
-__all__ = ["NonLocalBlock", "TemporalAggregation", "TemporalShift"]
+__all__ = ["NonLocalBlock", "ShiftConv2d", "TemporalAggregation", "TemporalShift"]
