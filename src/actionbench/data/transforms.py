@@ -7,6 +7,7 @@ shrinking), then normalised with the model's mean/std; with `normalize=False` th
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -34,11 +35,20 @@ def _to_clip(crop: torch.Tensor, size: tuple[int, int], mean, std) -> torch.Tens
     return _normalize_(out, mean, std)
 
 
+@functools.lru_cache(maxsize=64)
+def _affine(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and shift of the normalisation, made once per device (a tensor built from a list on a GPU every batch
+    is a blocking host-to-device copy)."""
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype).view(3, 1, 1, 1)
+    shift = (-torch.tensor(mean, dtype=torch.float64) / std_t).to(device=device, dtype=dtype).view(3, 1, 1, 1)
+    return scale, shift
+
+
 def _normalize_(clips: torch.Tensor, mean, std) -> torch.Tensor:
     """In place on float clips (..., 3, T, H, W) holding 0-255 values."""
-    scale = 1.0 / (255.0 * torch.tensor(std, device=clips.device))
-    shift = -torch.tensor(mean, device=clips.device) / torch.tensor(std, device=clips.device)
-    return clips.mul_(scale.view(3, 1, 1, 1)).add_(shift.view(3, 1, 1, 1))
+    scale, shift = _affine(tuple(mean), tuple(std), clips.device, clips.dtype)
+    return clips.mul_(scale).add_(shift)
 
 
 def normalize_clips(clips: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32,

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("videos", nargs="+", help="video files or frame folders")
         parser.add_argument("--checkpoint", required=True, help="a checkpoint written by actionbench train")
         parser.add_argument("--topk", type=int, default=5)
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                            help="where the model runs (default: a GPU when there is one)")
         parser.add_argument("--json", action="store_true",
                             help="print JSON instead of a table (with every class's logit, averaged over the views)")
         parser.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
@@ -109,11 +111,13 @@ def _predict(args) -> int:
     from actionbench.data.dataset import VideoClipDataset
     from actionbench.engine.checkpoint import load_checkpoint
     from actionbench.engine.evaluation import to_model_input
+    from actionbench.engine.trainer import resolve_device
 
     state = load_checkpoint(args.checkpoint)
     cfg = from_dict(state["config"])
     classes = state["classes"]
-    model = _checkpoint_model(state).eval()
+    device = resolve_device(args.device)
+    model = _checkpoint_model(state).eval().to(device)
     records = [VideoRecord(str(Path(v).resolve()), -2, Path(v).stem) for v in args.videos]
     dataset = VideoClipDataset(records, num_frames=cfg.data.frames, sampling=cfg.data.sampling,
                                stride=cfg.data.stride, mode="test", num_clips=cfg.test.num_clips,
@@ -128,8 +132,8 @@ def _predict(args) -> int:
             if label == -1:
                 bad.add(video)
                 continue
-            clips = to_model_input(clip.unsqueeze(0), model, torch.device("cpu"))  # the model's mean, std, order
-            per_video.setdefault(video, []).append(model(clips)[0])
+            clips = to_model_input(clip.unsqueeze(0), model, device)  # the model's mean, std, channel order
+            per_video.setdefault(video, []).append(model(clips)[0].float().cpu())
     output = []
     for video, path in enumerate(args.videos):
         if video in bad:

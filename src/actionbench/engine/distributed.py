@@ -26,13 +26,20 @@ class DistInfo:
 
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU); no-op otherwise."""
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU); no-op otherwise.
+
+    On CUDA each process first takes the GPU of its local rank: NCCL and `all_gather_object` use the current device,
+    and with every rank on cuda:0 NCCL fails ("Duplicate GPU detected") or the first GPU runs out of memory.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def cleanup_distributed() -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
+import os
 import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -22,12 +23,12 @@ from actionbench.config import Config, save_config, to_dict
 from actionbench.data.annotations import Annotations, load_annotations
 from actionbench.data.dataset import VideoClipDataset
 from actionbench.data.decode import resolve_index_cache
-from actionbench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from actionbench.engine.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from actionbench.engine.distributed import (
     DistInfo,
     GlobalBatchSampler,
-    all_reduce_mean,
     cleanup_distributed,
+    gather_objects,
     init_distributed,
 )
 from actionbench.engine.evaluation import (
@@ -39,6 +40,7 @@ from actionbench.engine.evaluation import (
 )
 from actionbench.engine.logging import MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
+from actionbench.models.layers import TemporalMaxPool, convert_sync_batchnorm
 from actionbench.runtime import retain_freed_memory
 
 log = logging.getLogger(__name__)
@@ -221,32 +223,30 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if device.type == "cuda":
-        torch.cuda.set_device(info.local_rank)
     train_ann = load_split(cfg, cfg.data.train_list)
     classes = train_ann.classes
     model = build_run_model(cfg, len(classes))
+    configure_backends(cfg, device, model, info)
     bad_log = run_dir / "bad_videos.tsv"
     train_ds = make_dataset(cfg, train_ann, cfg.data.train_list, "train", model, bad_log)
     val_ann = load_split(cfg, cfg.data.val_list, classes)
     val_ds = make_dataset(cfg, val_ann, cfg.data.val_list, "val", model, bad_log)
-    if cfg.train.sync_bn and info.enabled:
-        if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        else:
-            warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
+    sync_bn = cfg.train.sync_bn and info.enabled and device.type == "cuda"
+    if sync_bn:
+        model = convert_sync_batchnorm(model)  # keeps the per-frame BN of 2D designs (torch's converter does not)
+    elif cfg.train.sync_bn and info.enabled:
+        warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
+    volumetric = any(p.dim() == 5 for p in model.parameters())
     if cfg.train.channels_last:
-        volumetric = any(p.dim() == 5 for p in model.parameters())
         model = model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
     model.to(device)
     core = model
     if info.enabled:
         device_ids = [info.local_rank] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        # SyncBN keeps every rank's running statistics equal: no buffer broadcast before each forward
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=not sync_bn)
     optimizer = _optimizer(cfg, core)
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16" and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16" and device.type == "cuda")
     autocast = _autocast_factory(cfg, device)
     start_epoch, start_batch, step, best_top1 = 0, 0, 0, -1.0
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -254,10 +254,10 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
         state = load_checkpoint(last_path)
         core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        _load_scaler(scaler, state.get("scaler"))
         start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
         best_top1 = state["best_top1"]
-        set_rng_state(state["rng"])
+        restore_rng(state["rng"], info.rank, info.world_size)
         if info.is_main:
             print(f"resuming {last_path}: epoch {start_epoch + 1}, batch {start_batch}, step {step}")
     global_batch = cfg.data.batch_size
@@ -267,11 +267,15 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     logger = MetricsLogger(run_dir, info.is_main, cfg.train.tensorboard)
     accum = cfg.train.grad_accum
 
+    losses = LossTracker(device, info)
+
     def checkpoint(epoch: int, batch: int, path: Path = last_path) -> None:
+        losses.flush(f"step {step}", last_path)  # never a checkpoint of diverged weights
+        rng = gather_objects(rng_state(), info)  # every rank's own generators (a collective: all ranks call it)
         if info.is_main:
             save_checkpoint({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch, "step": step,
-                             "best_top1": best_top1, "rng": rng_state(), "config": to_dict(cfg),
+                             "best_top1": best_top1, "rng": rng, "config": to_dict(cfg),
                              "classes": classes}, path)
 
     progress = make_progress(info.is_main and cfg.train.progress)
@@ -294,22 +298,22 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.optim.epochs}", total=iters_per_epoch, completed=first,
                                      info="")
             tick = time.time()
+            shown = ""
             for batch_index, (clips, labels, _, _) in enumerate(loader, start=first):
                 lr = learning_rate(cfg.optim, step, iters_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 clips, labels = to_model_input(clips, model, device), labels.to(device, non_blocking=True)
-                if cfg.train.channels_last and clips.dim() == 5:
+                if cfg.train.channels_last and volumetric:  # 2D designs fold time into the batch first
                     clips = clips.contiguous(memory_format=torch.channels_last_3d)
-                with autocast():
-                    loss = nn.functional.cross_entropy(model(clips), labels)
-                if not math.isfinite(loss.item()):
-                    raise TrainingDiverged(
-                        f"loss is {loss.item()} at epoch {epoch + 1}, iteration {batch_index + 1} (lr {lr:.4g}); "
-                        f"stopped. The last good checkpoint is {last_path if last_path.exists() else 'not written yet'}"
-                        "; lower optim.lr or set optim.clip_grad.")
-                scaler.scale(loss / accum).backward()
-                if (batch_index + 1) % accum == 0:
+                stepping = (batch_index + 1) % accum == 0
+                # accumulating: no gradient all-reduce until the last micro-batch (DDP's no_sync)
+                with (model.no_sync() if info.enabled and not stepping else contextlib.nullcontext()):
+                    with autocast():
+                        loss = nn.functional.cross_entropy(model(clips), labels)
+                    losses.add(loss)  # no host sync here: checked and logged every log_every iterations
+                    scaler.scale(loss / accum).backward()
+                if stepping:
                     if cfg.optim.clip_grad:
                         scaler.unscale_(optimizer)
                         nn.utils.clip_grad_norm_(core.parameters(), cfg.optim.clip_grad)
@@ -321,12 +325,14 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
                 now = time.time()
                 rate = global_batch / max(now - tick, 1e-9)
                 tick = now
-                progress.update(task, advance=1, info=f"loss {loss.item():.3f} lr {lr:.3g} {rate:.1f} clips/s")
-                if step % cfg.train.log_every == 0:
-                    logger.log(step, **{"train/loss": all_reduce_mean(loss.item(), info, device), "train/lr": lr,
-                                        "train/clips_per_s": rate})
+                if step % cfg.train.log_every == 0 or batch_index + 1 == iters_per_epoch:
+                    mean_loss = losses.flush(f"epoch {epoch + 1}, by iteration {batch_index + 1} (lr {lr:.4g})",
+                                             last_path)
+                    logger.log(step, **{"train/loss": mean_loss, "train/lr": lr, "train/clips_per_s": rate})
+                    shown = f"loss {mean_loss:.3f} lr {lr:.3g}"
+                progress.update(task, advance=1, info=f"{shown} {rate:.1f} clips/s")
                 every = cfg.train.checkpoint_every
-                if every and step % every == 0 and (batch_index + 1) % accum == 0:
+                if every and step % every == 0 and stepping:
                     checkpoint(epoch, batch_index + 1)
             summary = train_ds.bad_video_summary()
             if summary and info.is_main:
@@ -347,6 +353,74 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     if info.is_main:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+class LossTracker:
+    """The training loss summed on the device and looked at only every log interval: one host sync (and, under
+    DDP, one all-reduce) per interval instead of several per iteration. A non-finite loss on any rank stops every
+    rank at the same point, with the same message, instead of one raising while the others wait in an all-reduce."""
+
+    def __init__(self, device: torch.device, info: DistInfo) -> None:
+        self.device, self.info = device, info
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, non-finite count, iterations
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.detach().double()
+        finite = torch.isfinite(value)
+        self.totals += torch.stack([torch.where(finite, value, 0.0), (~finite).double(), torch.ones_like(value)])
+
+    def flush(self, where: str, last_good: Path) -> float:
+        """Mean loss since the last flush (across ranks); raises TrainingDiverged if any rank saw a NaN/inf."""
+        totals = self.totals.clone()
+        if self.info.enabled:
+            dist.all_reduce(totals)
+        self.totals.zero_()
+        loss_sum, bad, count = totals.tolist()
+        if bad:
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite at {where}; stopped. The last good checkpoint is "
+                f"{last_good if last_good.exists() else 'not written yet'}; lower optim.lr or set optim.clip_grad.")
+        return loss_sum / count if count else float("nan")
+
+
+def configure_backends(cfg: Config, device: torch.device, model: nn.Module, info: DistInfo) -> None:
+    """Determinism, TF32 and cuDNN autotuning; one line at start-up wherever CUDA behaves unlike the CPU."""
+    warn = log.warning if info.is_main else log.debug
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # fp32 matmuls on tensor cores
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
+        if cfg.train.amp == "bf16" and not _native_bf16():
+            warn("train.amp=bf16: this GPU has no native bfloat16 (pre-Ampere); it is emulated and slow. "
+                 "Use train.amp=fp16 here.")
+    elif cfg.train.amp == "fp16":
+        warn("train.amp=fp16 on CPU: autocast computes in float16 without loss scaling (CUDA only); "
+             "use train.amp=bf16 on CPU.")
+    if cfg.train.deterministic:
+        if device.type == "cuda":
+            # cuBLAS needs a fixed workspace to be deterministic; it must be set before its first call
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.deterministic = True
+            if any(isinstance(m, nn.MaxPool3d | TemporalMaxPool) for m in model.modules()):
+                warn("train.deterministic=true: this model max-pools in 3D/time, whose CUDA backward has no "
+                     "deterministic kernel; its weights may still differ in the last bits between runs.")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _native_bf16() -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no emulation flag
+        return torch.cuda.is_bf16_supported()
+
+
+def _load_scaler(scaler: torch.amp.GradScaler, saved: dict | None) -> None:
+    """Resume the fp16 loss scale; a checkpoint written without it (CPU, bf16) restarts the scale instead of failing."""
+    if not scaler.is_enabled():
+        return
+    if saved:
+        scaler.load_state_dict(saved)
+    else:
+        log.warning("the checkpoint was written without fp16 loss scaling; the loss scale starts afresh")
 
 
 def _validate(model, dataset, cfg, info, device, autocast) -> float:

@@ -35,6 +35,33 @@ class FrameBatchNorm2d(nn.BatchNorm2d):
         return _per_frame(super().forward, x)
 
 
+class FrameSyncBatchNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm over all frames of an `(N, T, C, H, W)` tensor: what `FrameBatchNorm2d` becomes with SyncBN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _per_frame(super().forward, x)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Every BatchNorm -> SyncBatchNorm, keeping the per-frame layout of `FrameBatchNorm2d` (torch's converter
+    rebuilds it as a plain SyncBatchNorm, which then normalises (N, T, C, H, W) with T as channels). Parameters and
+    running statistics are shared with the module converted."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        cls = FrameSyncBatchNorm if isinstance(module, FrameBatchNorm2d) else nn.SyncBatchNorm
+        converted = cls(module.num_features, module.eps, module.momentum, module.affine,
+                        module.track_running_stats, process_group)
+        if module.affine:
+            converted.weight, converted.bias = module.weight, module.bias
+        if module.track_running_stats:
+            converted.running_mean, converted.running_var = module.running_mean, module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module
+
+
 class FrameMaxPool2d(nn.MaxPool2d):
     """MaxPool2d applied to every frame of an `(N, T, C, H, W)` tensor."""
 

@@ -30,6 +30,7 @@ def profile_model(
     device: str = "cpu",
     batch_size: int = 8,
     cpu_memory_gb: float | None = None,
+    amp: str = "none",
     **options,
 ) -> dict:
     """Cost figures of a zoo model: params, paper GFLOPs (conv MACs), GMACs (all), optionally speed and memory."""
@@ -57,11 +58,13 @@ def profile_model(
         from actionbench.profiling.throughput import measure_throughput
 
         for mode in ("inference", "train"):
-            clips_per_s = measure_throughput(model, batch_size, frames, size, device, mode)
+            clips_per_s = measure_throughput(model, batch_size, frames, size, device, mode, amp=amp)
             result[f"throughput_{mode}"] = round(clips_per_s, 3)
         result["throughput_batch"] = batch_size
+    if throughput or max_batch:
+        result["amp"] = amp
     if max_batch:
         from actionbench.profiling.max_batch import find_max_batch
 
-        result["max_batch"] = find_max_batch(model, frames, size, device, "train", cpu_memory_gb=cpu_memory_gb)
+        result["max_batch"] = find_max_batch(model, frames, size, device, "train", cpu_memory_gb=cpu_memory_gb, amp=amp)
     return result

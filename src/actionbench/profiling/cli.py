@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--cpu-memory-gb", type=float, default=None,
                         help="memory budget of --max-batch on CPU (default: half of the available memory)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                        help="autocast dtype for --throughput and --max-batch, as train.amp (default none)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object; a list with --all)")
 
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     names = list_models() if args.all else [args.model]
     options = dict(size=args.size, num_classes=args.num_classes, throughput=args.throughput,
                    max_batch=args.max_batch, device=args.device, batch_size=args.batch_size,
-                   cpu_memory_gb=args.cpu_memory_gb)
+                   cpu_memory_gb=args.cpu_memory_gb, amp=args.amp)
     console = Console(stderr=args.json)
     if not console.is_terminal:
         console.width = max(console.width, 130)  # a piped table keeps whole model names

@@ -19,9 +19,11 @@ from torch import nn
 
 from actionbench.profiling.throughput import run_step
 
-# oneDNN reports a failed allocation as "could not create a primitive"; std::bad_alloc surfaces as "bad_alloc".
+# oneDNN reports a failed allocation as "could not create a primitive"; std::bad_alloc surfaces as "bad_alloc";
+# cuBLAS and cuDNN report theirs as status codes (a handle or workspace they could not allocate).
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory", "could not create a primitive",
-                 "bad_alloc")
+                 "bad_alloc", "CUBLAS_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_NOT_INITIALIZED",
+                 "CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_INITIALIZED")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -59,12 +61,13 @@ def cpu_memory_limit(budget_bytes: int):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _fits(model: nn.Module, batch: int, frames: int, size: int, device: torch.device, mode: str) -> bool:
+def _fits(model: nn.Module, batch: int, frames: int, size: int, device: torch.device, mode: str,
+          amp: str = "none") -> bool:
     clips = None
     try:
         clips = torch.randn(batch, 3, frames, size, size, device=device)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4) if mode == "train" else None
-        run_step(model, clips, mode, optimizer)
+        run_step(model, clips, mode, optimizer, amp)
         return True
     except (RuntimeError, MemoryError) as exc:
         if not _is_oom(exc):
@@ -78,14 +81,15 @@ def _fits(model: nn.Module, batch: int, frames: int, size: int, device: torch.de
             torch.cuda.empty_cache()
 
 
-def _fits_in_child(model: nn.Module, batch: int, frames: int, size: int, mode: str, budget: int) -> bool:
+def _fits_in_child(model: nn.Module, batch: int, frames: int, size: int, mode: str, budget: int,
+                   amp: str = "none") -> bool:
     pid = os.fork()
     if pid == 0:  # child: limited, single-threaded (no inherited thread pool after fork), exits without cleanup
         code = 4
         try:
             torch.set_num_threads(1)
             with cpu_memory_limit(budget):
-                code = 0 if _fits(model, batch, frames, size, torch.device("cpu"), mode) else 3
+                code = 0 if _fits(model, batch, frames, size, torch.device("cpu"), mode, amp) else 3
         except BaseException as exc:
             print(f"max batch trial {batch}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         finally:
@@ -105,19 +109,21 @@ def find_max_batch(
     mode: str = "train",
     upper_bound: int = 4096,
     cpu_memory_gb: float | None = None,
+    amp: str = "none",
 ) -> int:
-    """Largest batch size (<= upper_bound) for which one `mode` step runs without running out of memory; 0 if none."""
+    """Largest batch size (<= upper_bound) for which one `mode` step runs without running out of memory; 0 if none.
+    `amp` ("none", "bf16", "fp16") measures under the autocast training would use (it roughly halves activations)."""
     device = torch.device(device)
     model = model.to(device).train(mode == "train")
     if device.type == "cpu":
         budget = int(cpu_memory_gb * 2**30) if cpu_memory_gb else available_memory_bytes() // 2
 
         def fits(batch: int) -> bool:
-            return _fits_in_child(model, batch, frames, size, mode, budget)
+            return _fits_in_child(model, batch, frames, size, mode, budget, amp)
     else:
 
         def fits(batch: int) -> bool:
-            return _fits(model, batch, frames, size, device, mode)
+            return _fits(model, batch, frames, size, device, mode, amp)
 
     good, bad = 0, None
     batch = 1

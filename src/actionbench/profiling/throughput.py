@@ -15,14 +15,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_step(model: nn.Module, clips: torch.Tensor, mode: str, optimizer: torch.optim.Optimizer | None) -> None:
-    """One inference forward (no grad) or one SGD training step on random labels."""
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def run_step(model: nn.Module, clips: torch.Tensor, mode: str, optimizer: torch.optim.Optimizer | None,
+             amp: str = "none") -> None:
+    """One inference forward (no grad) or one SGD training step on random labels, under autocast when `amp`
+    names a dtype (as `train.amp` does in training)."""
+    dtype = AMP_DTYPES[amp]
+    autocast = torch.autocast(clips.device.type, dtype=dtype, enabled=dtype is not None)
     if mode == "inference":
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             model(clips)
         return
     labels = torch.randint(0, model.num_classes, (clips.shape[0],), device=clips.device)
-    loss = nn.functional.cross_entropy(model(clips), labels)
+    with autocast:
+        loss = nn.functional.cross_entropy(model(clips), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -37,6 +45,7 @@ def measure_throughput(
     mode: str = "inference",
     warmup: int = 2,
     iters: int = 5,
+    amp: str = "none",
 ) -> float:
     """Clips per second of `model` on random `(batch_size, 3, frames, size, size)` input."""
     if mode not in ("inference", "train"):
@@ -47,10 +56,10 @@ def measure_throughput(
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4) if mode == "train" else None
     clips = torch.randn(batch_size, 3, frames, size, size, device=device)
     for _ in range(warmup):
-        run_step(model, clips, mode, optimizer)
+        run_step(model, clips, mode, optimizer, amp)
     _sync(device)
     start = time.perf_counter()
     for _ in range(iters):
-        run_step(model, clips, mode, optimizer)
+        run_step(model, clips, mode, optimizer, amp)
     _sync(device)
     return batch_size * iters / (time.perf_counter() - start)

@@ -73,14 +73,17 @@ class _DepthwiseAggregation(torch.autograd.Function):
             # Per channel: the T x T matrix of frame dot products <g[t], x[s]>, summed over the clips, from one
             # batched matmul per clip on strided views of (T, C, H*W) (no transposed copies: 5x faster than copying
             # to (C, T, H*W) first, and 2.6x faster than three multiply-and-reduce passes). The weights' gradients
-            # are its three central diagonals (s = t-1, t, t+1).
+            # are its three central diagonals (s = t-1, t, t+1). Half-precision activations (autocast) are summed
+            # in float32, one clip at a time: a bf16/fp16 sum over H*W loses the gradient (or overflows under a
+            # loss scale).
             n, t, c = x.shape[:3]
             gv, xv = g.reshape(n, t, c, -1), x.reshape(n, t, c, -1)
-            dots = torch.bmm(gv[0].transpose(0, 1), xv[0].permute(1, 2, 0))
-            for i in range(1, n):
-                dots.baddbmm_(gv[i].transpose(0, 1), xv[i].permute(1, 2, 0))
+            dots = None
+            for i in range(n):
+                gi, xi = gv[i].transpose(0, 1).float(), xv[i].permute(1, 2, 0).float()
+                dots = torch.bmm(gi, xi) if dots is None else dots.baddbmm_(gi, xi)
             grad_w = torch.stack([dots.diagonal(-1, 1, 2).sum(-1), dots.diagonal(0, 1, 2).sum(-1),
-                                  dots.diagonal(1, 1, 2).sum(-1)], dim=1)
+                                  dots.diagonal(1, 1, 2).sum(-1)], dim=1).to(weight.dtype)
         return grad_x, grad_w
 
 
