@@ -89,7 +89,8 @@ def test_predict_and_test_reproduce_the_reference_on_a_clip(path, tmp_path, caps
     config.write_text(f"data:\n  val_list: {tmp_path / 'videos' / 'list.txt'}\n  workers: 0\n"
                       f"output_dir: {tmp_path / 'eval'}\n")
     assert main(["test", str(config), "--checkpoint", str(converted)]) == 0
-    with (tmp_path / "eval" / "predictions.csv").open() as f:
+    [predictions] = (tmp_path / "eval").glob("predictions_converted-*.csv")  # named after what was evaluated
+    with predictions.open() as f:
         row = next(csv.DictReader(f))
     assert int(row["predicted"]) == int(logits.argmax())
     assert float(row["score"]) == pytest.approx(float(logits.max()), rel=1e-5, abs=2e-4)  # float32, 4 decimals

@@ -104,7 +104,7 @@ def test_errors_are_clear(appearance, tmp_path, capsys):
         load_config(None, ["data.frames=eight"])
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(CheckpointError, match="last.pt is corrupted"):
+    with pytest.raises(CheckpointError, match="cannot read .*last.pt: damaged or not a checkpoint"):
         load_checkpoint(bad)
     with pytest.raises(TrainingDiverged, match=r"NaN or infinite at epoch 1, by iteration \d+ .*lower optim.lr"):
         train(load_config(None, _overrides(appearance, tmp_path / "nan", "optim.lr=1e30", "optim.epochs=1",
@@ -141,6 +141,6 @@ def test_schedules():
 
 
 def test_checkpoint_write_is_atomic(tmp_path):
-    save_checkpoint({"model": {"w": torch.ones(2)}}, tmp_path / "a.pt")
+    save_checkpoint({"model": {"w": torch.ones(2)}, "config": {}}, tmp_path / "a.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no temp file left behind
     assert torch.equal(load_checkpoint(tmp_path / "a.pt")["model"]["w"], torch.ones(2))

@@ -40,7 +40,8 @@ def test_report_files_table_and_self_contained_html(tmp_path):
 def test_study_expansion_names_and_torchrun_commands(tmp_path):
     (tmp_path / "s.yaml").write_text(
         "name: s\noverrides: [optim.epochs=1]\n"
-        "datasets:\n  - {name: a, overrides: [data.train_list=a/train.txt]}\n  - {name: b, overrides: []}\n"
+        "datasets:\n  - {name: a, overrides: [data.train_list=a/train.txt, data.val_list=a/val.txt]}\n"
+        "  - {name: b, overrides: [data.train_list=/data/b/train.txt, data.val_list=/data/b/val.txt]}\n"
         "axes:\n  model.name: [tsn_resnet18, tam_resnet50]\n  model.temporal_pooling: [false, true]\n"
         "  data.frames: [8, 16]\n")
     runs = expand_runs(load_study(tmp_path / "s.yaml"))
@@ -49,7 +50,9 @@ def test_study_expansion_names_and_torchrun_commands(tmp_path):
     assert "model.temporal_pooling=true" in runs[-1].overrides and "dataset=b" in runs[-1].overrides
     commands = torchrun_commands(tmp_path / "s.yaml", tmp_path / "out", nproc_per_node=6, nnodes=2)
     assert len(commands) == 16 and commands[0].startswith("torchrun --nproc_per_node=6 --nnodes=2")
-    assert "actionbench train" in commands[0] and "train.resume=true" in commands[0]
+    assert "actionbench train" in commands[0] and "--resume-if-any" in commands[0]
+    assert f"data.train_list={tmp_path}/a/train.txt" in commands[0]  # relative to the study file
+    assert f"output_dir={tmp_path}/out/runs/a/tsn_resnet18_notp_f8-" in commands[0]
     (tmp_path / "bad.yaml").write_text("axis: {}\n")
     with pytest.raises(ValueError, match="unknown study keys"):
         load_study(tmp_path / "bad.yaml")
@@ -72,11 +75,17 @@ def test_two_run_micro_study_end_to_end(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "tsm_resnet18" in page and embedded_image_count(page) == 1
     # a second invocation skips finished runs and rewrites the same report
-    first = json.loads((out / "runs" / "syn" / "tsn_resnet18" / "results.json").read_text())
+    [tsn_dir] = (out / "runs" / "syn").glob("tsn_resnet18-*")  # named after its config's hash
+    first = json.loads((tsn_dir / "results.json").read_text())
     capsys.readouterr()
     assert main(["study", str(tmp_path / "study.yaml"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 2
-    assert json.loads((out / "runs" / "syn" / "tsn_resnet18" / "results.json").read_text()) == first
+    assert json.loads((tsn_dir / "results.json").read_text()) == first
+    # another config (an override after the options) is another run: trained, not the 1-epoch results reused
+    assert main(["study", str(tmp_path / "study.yaml"), "--out", str(out), "optim.epochs=2"]) == 0
+    assert "finished earlier" not in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["epochs"] for r in rows} == {"2"} and len(list((out / "runs" / "syn").glob("tsn_resnet18-*"))) == 2
 
 
 def _demo_results(temporal, appearance, reversal_tsn=50.0):

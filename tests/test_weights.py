@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from actionbench import build_model
+from actionbench.errors import CheckpointError
 from actionbench.models import weights
 from actionbench.models.weights import WeightsMismatchError, load_weights
 
@@ -138,14 +139,14 @@ def test_key_mismatches_are_named(tmp_path):
 def test_corrupt_file_and_offline_imagenet_errors(tmp_path, monkeypatch):
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(b"\x80\x02not a checkpoint")
-    with pytest.raises(ValueError, match="truncated.pth"):
+    with pytest.raises(CheckpointError, match="truncated.pth"):
         build_model("tsn_resnet18", 10, 8, pretrained=str(bad))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(weights.torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="pass its path: pretrained=/path/to/resnet50-0676ba61.pth"):
+    with pytest.raises(CheckpointError, match="pass its path: pretrained=/path/to/resnet50-0676ba61.pth"):
         build_model("tam_resnet50", 10, 8, pretrained="imagenet")
     with pytest.raises(ValueError, match="no 2D ImageNet parent"):
         build_model("slowfast_resnet50", 10, 32, pretrained="imagenet")

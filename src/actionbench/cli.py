@@ -1,14 +1,21 @@
 """The `actionbench` command line.
 
-Each sub-command lives in the module that owns its work; that module provides
-`add_arguments(parser)` and `run(args) -> int`. Only the chosen command's module
-is imported, so `actionbench --help` stays fast.
+Each sub-command lives in the module that owns its work; that module provides `add_arguments(parser, name)` and
+`run(args) -> int`. Only the chosen command's module is imported, so `actionbench --help` stays fast.
+
+One parsing rule for every command: options and positionals may come in any order (`parse_intermixed_args`), and
+a positional that looks like `section.key=value` (or a top-level key: `seed=1`) is a config override wherever it
+stands (`study s.yaml --out o optim.epochs=2`, `predict a.mp4 --checkpoint C b.mp4 test.num_clips=1`).
+A user's mistake is one line `actionbench COMMAND: error: ...` on stderr with the exit status of its kind
+(actionbench.errors); a traceback means a bug (or `--debug`).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 
 # name -> (module, one-line help)
@@ -26,39 +33,91 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("actionbench.data.extract", "extract JPEG frames (shorter side 256), parallel and resumable"),
     "transcode": ("actionbench.data.extract", "re-encode videos for fast seeking (short side 256, GOP <= 30)"),
 }
+_OVERRIDE = re.compile(r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+|seed|output_dir|device|dataset)=")
+# commands whose module has sub-commands of its own (argparse cannot intermix those)
+_NESTED = ("data",)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The top-level parser; only `command`'s module is imported to describe its arguments."""
-    parser = argparse.ArgumentParser(
-        prog="actionbench",
-        description="Train, evaluate and fairly compare video action-recognition models.",
-    )
+def is_override(text: str) -> bool:
+    """`optim.lr=0.1`, `model.options.pool_style=tsm`, `seed=3`: a config override, not a file or a name."""
+    return bool(_OVERRIDE.match(text))
+
+
+def split_overrides(args: argparse.Namespace, positionals: tuple[str, ...]) -> None:
+    """Move every override among `positionals` (attribute names of args) to `args.overrides`, keeping order."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    for name in positionals:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            setattr(args, name, [v for v in value if not is_override(v)])
+            overrides += [v for v in value if is_override(v)]
+        elif isinstance(value, str) and is_override(value):
+            setattr(args, name, None)
+            overrides.insert(0, value)
+    args.overrides = overrides
+
+
+def _top_parser() -> argparse.ArgumentParser:
     from actionbench import __version__
 
+    parser = argparse.ArgumentParser(
+        prog="actionbench", description="Train, evaluate and fairly compare video action-recognition models.",
+        epilog="`actionbench COMMAND --help` describes a command. --debug (anywhere) shows tracebacks.")
     parser.add_argument("--version", action="version", version=f"actionbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
-            module = importlib.import_module(module_name)
-            module.add_arguments(p, name)
-            p.set_defaults(_run=module.run)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    return parser
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one command (its module imported), as `actionbench COMMAND` shows it."""
+    module_name, help_text = COMMANDS[command]
+    parser = argparse.ArgumentParser(prog=f"actionbench {command}", description=help_text)
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser, command)
+    parser.set_defaults(_run=module.run, command=command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0].startswith("-"):
+        top = _top_parser()
+        top.parse_args(argv)  # --help / --version exit here; anything else is an unknown option
+        top.print_help()
+        return 0 if not argv else 2
+    command = argv[0]
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"; did you mean `actionbench {close[0]}`?" if close else "; `actionbench --help` lists them"
+        print(f"actionbench: error: unknown command {command!r}{hint}", file=sys.stderr)
+        return 2
+    parser = build_parser(command)
+    args = parser.parse_args(argv[1:]) if command in _NESTED else parser.parse_intermixed_args(argv[1:])
+    from actionbench.errors import ActionbenchError
     from actionbench.runtime import retain_freed_memory
 
     retain_freed_memory()  # every command that runs models allocates the same large tensors again and again
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except ActionbenchError as exc:
+        if debug:
+            raise
+        print(f"actionbench {command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        print(f"actionbench {command}: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"actionbench {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

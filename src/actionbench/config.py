@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from actionbench.errors import UsageError
+
 
 @dataclass
 class ModelConfig:
@@ -51,6 +53,10 @@ class DataConfig:
     workers: int = 2
     flip: str = "false"  # false | true | path to a class-swap map
     seed_offset: int = 0
+    # train_list a folder of classes (root/<class>/<video>) and val_list the same folder: this fraction of every
+    # class is held out for validation, chosen with split_seed
+    val_fraction: float = 0.0
+    split_seed: int = 0
     # where videos' frame indexes are kept so later epochs and runs skip building them: "auto"
     # ($XDG_CACHE_HOME/actionbench/video-index), a folder, or null (rebuilt for every clip)
     index_cache: str | None = "auto"
@@ -86,6 +92,7 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
+    threads: int = 0  # intra-op threads per process; 0: the cores left after data.workers (or OMP_NUM_THREADS)
 
 
 @dataclass
@@ -108,12 +115,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     seed: int = 0
-    output_dir: str = "runs/run"
+    output_dir: str = ""  # the run directory; empty: a new one, runs/<model>_<dataset>_<time>
     device: str = "auto"  # auto | cpu | cuda
     dataset: str = ""  # a name for reports (default: the annotation folder's name)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A bad key or value; the message names it."""
 
 
@@ -230,6 +237,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             _apply(cfg, values)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """`key=value` texts onto `cfg`, each checked against the schema, then the whole validated."""
     for text in overrides:
         _apply(cfg, _parse_override(text))
     validate(cfg)
@@ -247,6 +259,28 @@ def validate(cfg: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    from actionbench.data.annotations import FORMATS
+
+    if cfg.data.format is not None and cfg.data.format not in FORMATS:
+        raise ConfigError(f"data.format: {cfg.data.format!r} is not one of {', '.join(FORMATS)} (or null: detected)")
+    if cfg.test.num_crops not in (1, 3, 5, 10):
+        raise ConfigError(f"test.num_crops: {cfg.test.num_crops} crops is not a crop layout; use 1 (centre), 3 (along "
+                          "the long side), 5 (corners + centre) or 10 (those and their flips)")
+    positive = {"optim.lr": cfg.optim.lr, "data.size": cfg.data.size, "data.stride": cfg.data.stride,
+                "test.num_clips": cfg.test.num_clips, "train.eval_every": cfg.train.eval_every,
+                "train.log_every": cfg.train.log_every}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    at_least_zero = {"optim.weight_decay": cfg.optim.weight_decay, "optim.warmup_epochs": cfg.optim.warmup_epochs,
+                     "data.workers": cfg.data.workers, "train.threads": cfg.train.threads,
+                     "train.checkpoint_every": cfg.train.checkpoint_every}
+    for key, value in at_least_zero.items():
+        if value < 0:
+            raise ConfigError(f"{key}: must be 0 or more, got {value}")
+    for key, value in (("optim.momentum", cfg.optim.momentum), ("model.dropout", cfg.model.dropout)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{key}: must be in [0, 1), got {value}")
     for key, value in (("model.mean", cfg.model.mean), ("model.std", cfg.model.std)):
         if value is not None and len(value) != 3:
             raise ConfigError(f"{key}: expected 3 values (one per channel, 0-1 units), got {value}")

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from actionbench.errors import DataError
+
 FORMATS = ("list", "plain", "rawframes", "ibm", "csv", "kinetics", "ssv2", "mit", "ucf101", "hmdb51")
 _LIST_LAYOUTS = {"plain": 0, "rawframes": 1, "ibm": 2}  # numeric columns between the path and the label
 _HMDB_SPLIT = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d)\.txt$")
 _HMDB_SUBSETS = {"train": "1", "test": "2"}
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """A malformed annotation file; the message names the file and line."""
 
 
@@ -67,7 +69,9 @@ def _label_index(label: str, classes: list[str] | None, where: str) -> int:
         return classes.index(label)
     if label.lstrip("-").isdigit():
         index = int(label)
-        if classes is not None and not 0 <= index < len(classes):
+        if index < 0:
+            raise AnnotationError(f"{where}: label {index} is not a class index (0, 1, ...) nor a class name")
+        if classes is not None and not index < len(classes):
             raise AnnotationError(f"{where}: label {index} is outside the {len(classes)} classes")
         return index
     raise AnnotationError(f"{where}: unknown label {label!r}" + (" (not in the class list)" if classes else ""))
@@ -285,15 +289,50 @@ def detect_format(path: Path) -> str:
     return "list"
 
 
+_MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv", ".gif")
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _read_class_folders(path: Path) -> tuple[list, list]:
+    """`root/<class>/<video file or frame folder>`: classes are the sub-folders, sorted."""
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    records = []
+    for label, name in enumerate(classes):
+        for item in sorted((path / name).iterdir()):
+            frames = item.is_dir() and any(f.suffix.lower() in _FRAME_SUFFIXES for f in item.iterdir())
+            if frames or (item.is_file() and item.suffix.lower() in _MEDIA_SUFFIXES):
+                records.append(VideoRecord(f"{name}/{item.name}", label, item.stem))
+    if not records:
+        raise AnnotationError(f"{path}: a folder of classes holds <class>/<video> or <class>/<frame folder>; found "
+                              "no video or frame folder one level below its sub-folders")
+    return records, classes
+
+
+def holdout_split(annotations: Annotations, fraction: float, seed: int, part: str) -> Annotations:
+    """A seeded, per-class split: `fraction` of every class's videos for "val", the rest for "train"."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"data.val_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(annotations.num_classes):
+        members = [i for i, r in enumerate(annotations.records) if r.label == label]
+        held = set(rng.permutation(members)[: round(len(members) * fraction)].tolist())
+        chosen += [i for i in members if (i in held) == (part == "val")]
+    return replace(annotations, records=[annotations.records[i] for i in sorted(chosen)])
+
+
 def load_annotations(path: str | Path, format: str | None = None, *, root: str | Path | None = None,
                      classes: list[str] | str | Path | None = None, subset: str = "train") -> Annotations:
-    """Read an annotation file as downloaded; `format` is detected when not given (see module doc).
+    """Read an annotation file as downloaded, or a folder of classes; `format` is detected when not given.
 
     `subset` ("train" | "test") matters only for HMDB51, whose split files list both.
     """
     path = Path(path)
+    if path.is_dir():
+        records, class_list = _read_class_folders(path)
+        return Annotations(records, class_list, source=str(path))
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} does not exist")
+        raise DataError(f"annotation file {path} does not exist")
     format = format or detect_format(path)
     root_path = Path(root) if root else None
     if format in ("list", *_LIST_LAYOUTS):
@@ -311,7 +350,7 @@ def load_annotations(path: str | Path, format: str | None = None, *, root: str |
     elif format == "hmdb51":
         records, class_list = _read_hmdb51(path, subset)
     else:
-        raise ValueError(f"unknown annotation format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise DataError(f"unknown annotation format {format!r}; choose one of {', '.join(FORMATS)}")
     return Annotations(records, list(class_list), source=str(path))
 
 
@@ -332,15 +371,30 @@ def make_mini(annotations: Annotations, fraction: float = 0.5, seed: int = 0,
 
 
 def write_list(annotations: Annotations, path: str | Path) -> None:
-    """Write records in the "list" format (`path label`) and `classes.txt` beside it."""
+    """Write records as a list (`path label`; with their frame ranges as `path start end label` when they have
+    them) and `classes.txt` beside it; a path with spaces is quoted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{r.path} {r.label}\n" for r in annotations.records))
+    ranged = any(r.num_frames for r in annotations.records)
+
+    def line(r: VideoRecord) -> str:
+        name = shlex.quote(r.path) if any(c.isspace() for c in r.path) else r.path
+        if ranged and r.num_frames:
+            return f"{name} {r.first_frame + 1} {r.first_frame + r.num_frames} {r.label}\n"
+        return f"{name} {r.label}\n"
+
+    path.write_text("".join(line(r) for r in annotations.records))
     (path.parent / "classes.txt").write_text("".join(f"{c}\n" for c in annotations.classes))
 
 
+def absolute_records(annotations: Annotations, root: Path) -> Annotations:
+    """The records with absolute paths (relative ones taken from `root`)."""
+    return replace(annotations, records=[replace(r, path=str((root / r.path).resolve())) for r in annotations.records])
+
+
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("annotations", help="training annotations, any supported format")
+    parser.add_argument("annotations", help="training annotations, any supported format, or a folder of classes")
+    parser.add_argument("--root", help="folder the annotation paths are relative to (default: the file's folder)")
     parser.add_argument("--val", help="validation annotations, subset with the same classes")
     parser.add_argument("--format", choices=FORMATS, help="annotation format (detected when omitted)")
     parser.add_argument("--fraction", type=float, default=0.5, help="fraction of the classes kept (default 0.5)")
@@ -348,15 +402,22 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--out", required=True, help="output folder: train.txt, val.txt, classes.txt")
 
 
+def _source_root(annotations: str, root: str | None) -> Path:
+    return Path(root) if root else (Path(annotations) if Path(annotations).is_dir() else Path(annotations).parent)
+
+
 def run(args: argparse.Namespace) -> int:
-    train = load_annotations(args.annotations, args.format)
+    train = load_annotations(args.annotations, args.format, root=args.root)
     mini, chosen = make_mini(train, args.fraction, args.seed)
     out = Path(args.out)
-    write_list(mini, out / "train.txt")
+    # absolute paths: the lists work from their new folder without a data.root
+    write_list(absolute_records(mini, _source_root(args.annotations, args.root)), out / "train.txt")
     if args.val:
-        val = load_annotations(args.val, args.format)
+        val = load_annotations(args.val, args.format, root=args.root)
         if val.classes != train.classes:
-            raise SystemExit(f"{args.val} has another class list than {args.annotations}")
-        write_list(make_mini(val, chosen=chosen)[0], out / "val.txt")
-    print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} training videos -> {out}")
+            raise AnnotationError(f"{args.val} has another class list than {args.annotations}")
+        write_list(absolute_records(make_mini(val, chosen=chosen)[0], _source_root(args.val, args.root)),
+                   out / "val.txt")
+    print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} training videos -> "
+          f"{out} (absolute video paths)")
     return 0

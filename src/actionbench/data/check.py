@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from actionbench.data.annotations import FORMATS, AnnotationError, load_annotations
+from actionbench.data.annotations import FORMATS, load_annotations
 from actionbench.data.decode import open_video, resolve_index_cache
 
 
@@ -36,7 +35,7 @@ def check_dataset(annotations: str | Path, root: str | Path | None = None, forma
                   index_cache: str | Path | None = None) -> list[dict]:
     """Every record of the annotation file with its problem ("" when fine)."""
     ann = load_annotations(annotations, format, root=root)
-    base = Path(root) if root else Path(annotations).parent
+    base = Path(root) if root else (Path(annotations) if Path(annotations).is_dir() else Path(annotations).parent)
     paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in ann.records]
     rows = []
     with ProcessPoolExecutor(max(1, workers)) as pool:
@@ -56,30 +55,29 @@ def check_dataset(annotations: str | Path, root: str | Path | None = None, forma
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="TOOL", required=True)
     check = sub.add_parser("check", help="scan every video of a dataset and report bad entries")
-    check.add_argument("annotations", help="annotation file, any supported format")
+    check.add_argument("annotations", help="annotation file, any supported format, or a folder of classes")
     check.add_argument("--root", help="folder the annotation paths are relative to")
     check.add_argument("--format", choices=FORMATS)
     check.add_argument("--workers", type=int, default=2)
     check.add_argument("--min-frames", type=int, default=1, help="videos with fewer frames are reported")
-    check.add_argument("--report", default="data_check.csv", help="CSV report of the bad entries")
+    check.add_argument("--report", help="also write the bad entries to this CSV file")
     check.add_argument("--index-cache", default="auto",
                        help="keep the frame indexes built here for training (as data.index_cache): auto, none, or a "
                             "folder")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames,
-                             index_cache=args.index_cache)
-    except (AnnotationError, FileNotFoundError) as exc:
-        print(f"actionbench data check: {exc}", file=sys.stderr)
-        return 2
+    rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames,
+                         index_cache=args.index_cache)
     bad = [r for r in rows if r["problem"]]
-    with open(args.report, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "frames", "problem"])
-        writer.writeheader()
-        writer.writerows(bad)
-    print(f"{len(rows)} videos checked, {len(bad)} bad; report: {args.report}")
+    if args.report:
+        with open(args.report, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["path", "label", "frames", "problem"])
+            writer.writeheader()
+            writer.writerows(bad)
+    print(f"{len(rows)} videos checked, {len(bad)} bad" + (f"; report: {args.report}" if args.report else ""))
     for row in bad[:20]:
         print(f"  {row['path']}: {row['problem']}")
+    if len(bad) > 20:
+        print(f"  ... {len(bad) - 20} more (--report FILE lists them all)")
     return 1 if bad else 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +77,10 @@ class VideoClipDataset(Dataset):
         else:
             self.transform = TestTransform(size, mean, std, num_crops=self.num_crops, scale_size=scale_size,
                                            normalize=normalize)
-        if bad_video_log is None:
-            fd, bad_video_log = tempfile.mkstemp(prefix="actionbench-bad-videos-", suffix=".tsv")
-            os.close(fd)
+        self._owned_log = bad_video_log is None
+        if self._owned_log:  # a private log, created at the first bad video and removed with the dataset
+            bad_video_log = Path(tempfile.gettempdir()) / f"actionbench-bad-videos-{os.getpid()}-{uuid.uuid4().hex}.tsv"
+            weakref.finalize(self, _remove_owned_log, bad_video_log, os.getpid())
         self.bad_video_log = Path(bad_video_log)
         self.index_cache = index_cache  # folder keeping the videos' frame indexes across epochs (decode.py)
         self._frame_counts: dict[int, int] = {}
@@ -85,6 +88,11 @@ class VideoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records) * self.num_clips * self.num_crops
+
+    def close(self) -> None:
+        """Remove the private bad-video log, if this dataset made one (a given `bad_video_log` is the caller's)."""
+        if self._owned_log:
+            _remove_owned_log(self.bad_video_log, os.getpid())
 
     @property
     def views_per_video(self) -> int:
@@ -158,6 +166,11 @@ class VideoClipDataset(Dataset):
             clip, label = self.transform(frames, record.label, rng)
             return clip, label, video_index, 0
         raise RuntimeError(f"no readable video found in {len(self.records)} attempts; see {self.bad_video_log}")
+
+
+def _remove_owned_log(path: Path, creator: int) -> None:
+    if os.getpid() == creator:  # not from a data-loader worker, whose exit must not take the shared log away
+        Path(path).unlink(missing_ok=True)
 
 
 def build_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,

@@ -7,6 +7,7 @@ leaves a half-written folder or file where a finished one would be: run the same
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
 import os
 import shutil
@@ -21,14 +22,25 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg"
 
 
 def list_videos(source: str | Path) -> tuple[Path, list[Path]]:
-    """(root, videos relative to it) from a folder (searched recursively) or a list file (first column)."""
+    """(root, videos relative to it) from a folder (searched recursively) or an annotation file (any format
+    `actionbench train` reads: paths with spaces, quoted paths and every layout included)."""
+    from actionbench.data.annotations import load_annotations
+
     source = Path(source)
     if source.is_dir():
         return source, sorted(p.relative_to(source) for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if source.is_file():
-        lines = [line.split()[0] for line in source.read_text().splitlines() if line.strip()]
-        return source.parent, [Path(p) for p in lines]
+        return source.parent, [Path(r.path) for r in load_annotations(source).records]
     raise FileNotFoundError(f"{source} is neither a folder of videos nor a list file")
+
+
+def output_names(videos: list[Path], suffix: str) -> dict[Path, Path]:
+    """Each video's output path (relative): its own with `suffix`; videos that would share one (x.avi and x.mp4)
+    keep their extension in the name (x_avi, x_mp4) so that both are kept."""
+    targets = {v: v.with_suffix(suffix) for v in videos}
+    counts = collections.Counter(targets.values())
+    return {v: (v.with_name(f"{v.stem}_{v.suffix[1:]}").with_suffix(suffix) if counts[t] > 1 else t)
+            for v, t in targets.items()}
 
 
 def _scaled(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -126,8 +138,8 @@ def process_all(command: str, source: str | Path, out: str | Path, short_side: i
     out = Path(out)
     option = option if option is not None else (90 if command == "extract" else 30)
     jobs = []
-    for rel in videos:
-        target = out / rel.with_suffix("") if command == "extract" else out / rel.with_suffix(".mp4")
+    for rel, name in output_names(videos, "" if command == "extract" else ".mp4").items():
+        target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((command, str(root / rel), str(target), short_side, option))
     outcome: dict[str, str] = {}

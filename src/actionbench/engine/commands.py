@@ -3,37 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import sys
 from pathlib import Path
 
-from actionbench.config import ConfigError, from_dict, load_config, update_config
+from actionbench.cli import split_overrides
+from actionbench.config import ConfigError, apply_overrides, from_dict, load_config, to_dict, update_config
+
+_EVALUATION_KEYS = ("data.val_list", "data.test_list", "data.root", "data.frames", "data.sampling", "data.stride",
+                    "data.size", "data.scale_size", "test.num_clips", "test.num_crops", "test.aggregate",
+                    "test.scale_size")
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     if name == "train":
-        parser.add_argument("config", nargs="?", help="YAML config (optional: defaults + overrides suffice)")
+        parser.add_argument("config", nargs="?",
+                            help="YAML config, or a run directory (its config.yaml; the run continues in place)")
         parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.02 data.frames=16")
-        parser.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt")
+        parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pt")
+        parser.add_argument("--resume-if-any", action="store_true",
+                            help="continue the run if output_dir has a last.pt, else start it (study commands)")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="delete the run already in output_dir and start again")
     elif name == "test":
-        parser.add_argument("run", help="a run directory (uses its config.yaml and best.pt) or a YAML config")
+        parser.add_argument("run", help="a run directory (its config.yaml and best.pt), or a YAML config")
         parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. test.num_clips=2")
-        parser.add_argument("--checkpoint", help="checkpoint to evaluate (default: RUN/best.pt, else last.pt)")
+        parser.add_argument("--checkpoint", help="checkpoint to evaluate (default: RUN/best.pt, else last.pt); "
+                                                 "ours, or one converted with actionbench convert")
     else:
-        parser.add_argument("videos", nargs="+", help="video files or frame folders")
-        parser.add_argument("--checkpoint", required=True, help="a checkpoint written by actionbench train")
+        parser.add_argument("videos", nargs="+", help="video files or frame folders (and key=value overrides of "
+                                                      "the checkpoint's test protocol, e.g. test.num_clips=1)")
+        parser.add_argument("--checkpoint", required=True, help="a checkpoint (or run directory) of actionbench")
         parser.add_argument("--topk", type=int, default=5)
         parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                             help="where the model runs (default: a GPU when there is one)")
         parser.add_argument("--json", action="store_true",
                             help="print JSON instead of a table (with every class's logit, averaged over the views)")
-        parser.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
 
 
-def _split_config_and_overrides(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
-    if config and "=" in config and not config.endswith((".yaml", ".yml")):
-        return None, [config, *overrides]
-    return config, overrides
+def run(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        return _train(args)
+    if args.command == "test":
+        return _test(args)
+    return _predict(args)
 
 
 def _checkpoint_model(state: dict):
@@ -47,60 +60,75 @@ def _checkpoint_model(state: dict):
     return model
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "test":
-            return _test(args)
-        return _predict(args)
-    except ConfigError as exc:
-        print(f"actionbench {args.command}: config error: {exc}", file=sys.stderr)
-        return 2
-
-
 def _train(args) -> int:
     from actionbench.engine.trainer import train
 
-    config, overrides = _split_config_and_overrides(args.config, args.overrides)
-    if args.resume:
-        overrides = [*overrides, "train.resume=true"]
-    results = train(load_config(config, overrides))
+    split_overrides(args, ("config",))
+    config, overrides = args.config, args.overrides
+    if config and Path(config).is_dir():  # a run directory: its config, in place
+        if not (Path(config) / "config.yaml").is_file():
+            raise ConfigError(f"{config} is a directory without config.yaml: give a YAML config or a run directory")
+        overrides = [*overrides, f"output_dir={Path(config).resolve()}"]
+        config = str(Path(config) / "config.yaml")
+    if args.resume and args.resume_if_any:
+        raise ConfigError("give --resume or --resume-if-any, not both")
+    resume = "auto" if args.resume_if_any else (True if args.resume else None)  # None: train.resume decides
+    results = train(load_config(config, overrides), resume=resume, overwrite=args.overwrite)
     print(json.dumps({k: results[k] for k in ("model", "clip_top1", "video_top1", "output_dir")}))
     return 0
 
 
 def _test(args) -> int:
-    from actionbench.engine.checkpoint import load_checkpoint
+    from actionbench.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
-    from actionbench.engine.trainer import evaluate_run, resolve_device
+    from actionbench.engine.rundir import absolute_paths, flat
+    from actionbench.engine.trainer import evaluate_run, resolve_device, run_outputs, set_threads
 
+    split_overrides(args, ("run",))
     run_path = Path(args.run)
     if run_path.is_dir():
+        if not (run_path / "config.yaml").is_file():
+            raise ConfigError(f"{run_path} is not a run directory (no config.yaml)")
         cfg = load_config(run_path / "config.yaml", args.overrides)
-        default = run_path / "best.pt" if (run_path / "best.pt").is_file() else run_path / "last.pt"
+        out_dir = run_path.resolve()  # this directory, wherever its config says it was
+        checkpoint = resolve_checkpoint(args.checkpoint or run_path)
     else:
         cfg = load_config(run_path, args.overrides)
-        default = Path(cfg.output_dir) / "best.pt"
-    state = load_checkpoint(args.checkpoint or default)
+        if not args.checkpoint:
+            raise ConfigError(f"{run_path} is a config, not a run directory: add --checkpoint CKPT")
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        out_dir = Path(cfg.output_dir or checkpoint.parent).resolve()
+    absolute_paths(cfg)
+    state = load_checkpoint(checkpoint)
     classes = state["classes"]
     model = _checkpoint_model(state)
     protocol = state.get("preprocessing") or {}
     if protocol and cfg.test.preprocessing == "checkpoint":  # a converted checkpoint: its authors' protocol
         update_config(cfg, {k: v for k, v in protocol.items() if not k.startswith("model.")})
+    if not cfg.data.val_list:
+        raise ConfigError("data.val_list is not set: give the annotations to evaluate on (data.val_list=...)")
+    # files named after what was evaluated: the checkpoint and a hash of the evaluation settings
+    settings = {k: v for k, v in flat(to_dict(cfg)).items() if k in _EVALUATION_KEYS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    tag = f"{checkpoint.stem}-{digest}"
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
-    if info.is_main:
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     try:
-        results = evaluate_run(cfg, model.to(device), classes, info, device, Path(cfg.output_dir),
-                               Path(cfg.output_dir) / "bad_videos.tsv")
+        set_threads(cfg, info)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        results = evaluate_run(cfg, model.to(device), classes, info, device, out_dir / "bad_videos.tsv",
+                               outputs=run_outputs(out_dir, tag))
     finally:
         cleanup_distributed()
     if info.is_main:
-        out = Path(cfg.output_dir) / "test_results.json"
+        results.update(checkpoint=str(checkpoint.resolve()), evaluation=settings,
+                       model=state["config"]["model"]["name"], predictions=f"predictions_{tag}.csv",
+                       confusion=f"confusion_{tag}.csv")
+        out = out_dir / f"test_{tag}.json"
         out.write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
+        print(f"written: {out}")
     return 0
 
 
@@ -113,11 +141,18 @@ def _predict(args) -> int:
     from actionbench.engine.evaluation import to_model_input
     from actionbench.engine.trainer import resolve_device
 
+    split_overrides(args, ("videos",))
+    if not args.videos:
+        raise ConfigError("no video given: actionbench predict VIDEO... --checkpoint CKPT")
     state = load_checkpoint(args.checkpoint)
     cfg = from_dict(state["config"])
+    apply_overrides(cfg, args.overrides)
     classes = state["classes"]
     device = resolve_device(args.device)
     model = _checkpoint_model(state).eval().to(device)
+    missing = [v for v in args.videos if not Path(v).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such video or frame folder: {', '.join(missing[:3])}")
     records = [VideoRecord(str(Path(v).resolve()), -2, Path(v).stem) for v in args.videos]
     dataset = VideoClipDataset(records, num_frames=cfg.data.frames, sampling=cfg.data.sampling,
                                stride=cfg.data.stride, mode="test", num_clips=cfg.test.num_clips,
@@ -147,6 +182,7 @@ def _predict(args) -> int:
         output.append({"video": path, "predictions": [{"label": classes[i], "score": float(s)}
                                                       for s, i in zip(top.values, top.indices, strict=True)],
                        "logits": views.mean(0).tolist()})  # every class, averaged over the views (JSON only)
+    dataset.close()
     if args.json:
         print(json.dumps(output, indent=2))
     else:

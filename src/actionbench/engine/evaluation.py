@@ -87,14 +87,25 @@ def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) -
 
 def write_predictions(path: str | Path, dataset, view_logits: dict, labels: dict, classes: list[str],
                       aggregate: str) -> None:
-    """One CSV row per video: id, path, true label, predicted label, score, top-5."""
+    """One CSV row per video: id, path, true label, predicted label, its probability (as `actionbench predict`
+    prints it), its score (the views' averaged logit, or averaged softmax with test.aggregate=softmax), top-5."""
     scores, _, _ = aggregate_videos(view_logits, labels, aggregate)
     videos = sorted(v for v in labels if labels[v] >= 0)
+    probabilities = scores if aggregate == "softmax" else torch.as_tensor(scores).softmax(-1).numpy()
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["video_id", "path", "label", "predicted", "score", "top5"])
-        for video, row in zip(videos, scores, strict=True):
+        writer.writerow(["video_id", "path", "label", "predicted", "probability", "score", "top5"])
+        for video, row, prob in zip(videos, scores, probabilities, strict=True):
             order = np.argsort(-row)[:5]
             record = dataset.records[video]
             writer.writerow([record.video_id, record.path, classes[labels[video]], classes[order[0]],
-                             f"{row[order[0]]:.4f}", "|".join(classes[i] for i in order)])
+                             f"{prob[order[0]]:.4f}", f"{row[order[0]]:.4f}", "|".join(classes[i] for i in order)])
+
+
+def write_confusion(path: str | Path, confusion: np.ndarray, classes: list[str]) -> None:
+    """The confusion matrix with class names: rows are true classes, columns predicted ones."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *classes])
+        for name, row in zip(classes, confusion, strict=True):
+            writer.writerow([name, *row.tolist()])

@@ -10,10 +10,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
+    """`resume_step`: a resumed run first drops what the interrupted one logged after its checkpoint, so that the
+    file holds every step once."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.writer = None
+        if enabled and resume_step is not None and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(f"{line}\n" for line in kept))
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

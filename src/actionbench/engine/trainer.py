@@ -19,14 +19,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from actionbench.config import Config, save_config, to_dict
-from actionbench.data.annotations import Annotations, load_annotations
+from actionbench.config import Config, ConfigError, save_config, to_dict
+from actionbench.data.annotations import Annotations, holdout_split, load_annotations
 from actionbench.data.dataset import VideoClipDataset
 from actionbench.data.decode import resolve_index_cache
+from actionbench.engine import rundir
 from actionbench.engine.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from actionbench.engine.distributed import (
     DistInfo,
     GlobalBatchSampler,
+    broadcast_object,
     cleanup_distributed,
     gather_objects,
     init_distributed,
@@ -36,18 +38,17 @@ from actionbench.engine.evaluation import (
     aggregate_videos,
     collect_view_logits,
     to_model_input,
+    write_confusion,
     write_predictions,
 )
 from actionbench.engine.logging import MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
+from actionbench.engine.stopping import StopSignals
+from actionbench.errors import DataError, Interrupted, RunDirError, TrainingDiverged
 from actionbench.models.layers import TemporalMaxPool, convert_sync_batchnorm
 from actionbench.runtime import retain_freed_memory
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,14 +60,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def data_root(cfg: Config, list_file: str) -> Path:
-    return Path(cfg.data.root) if cfg.data.root else Path(list_file).parent
+    if cfg.data.root:
+        return Path(cfg.data.root)
+    return Path(list_file) if Path(list_file).is_dir() else Path(list_file).parent
 
 
 def load_split(cfg: Config, list_file: str, classes: list[str] | None = None) -> Annotations:
     """Training split when `classes` is None; otherwise an evaluation split with its labels resolved against
-    `classes` (the model's): by class name, so that a split may hold a subset of the classes in any order."""
+    `classes` (the model's): by class name, so that a split may hold a subset of the classes in any order.
+    A folder of classes given as both training and validation data is split (`data.val_fraction`)."""
     subset = "train" if classes is None else "test"  # HMDB51's split files list both subsets
     ann = load_annotations(list_file, cfg.data.format, root=data_root(cfg, list_file), subset=subset)
+    if Path(list_file).is_dir() and Path(cfg.data.train_list).resolve() == Path(cfg.data.val_list).resolve():
+        if not cfg.data.val_fraction:
+            raise ConfigError(f"data.train_list and data.val_list are the same folder ({list_file}): set "
+                              "data.val_fraction=0.2 to hold out a seeded fifth of every class for validation")
+        ann = holdout_split(ann, cfg.data.val_fraction, cfg.data.split_seed, "train" if classes is None else "val")
     if classes is None or ann.classes == classes:
         return ann
     return Annotations([replace(r, label=index) for r, index in
@@ -168,9 +177,18 @@ def _cost_figures(cfg: Config, num_classes: int) -> dict:
     return {"params": p["params"], "paper_gflops": p["paper_gflops"], "gmacs": p["gmacs"]}
 
 
+def run_outputs(run_dir: Path, tag: str) -> dict[str, Path]:
+    """Where an evaluation writes: the training's final one `predictions.csv` / `confusion.csv`, every other one
+    files named after what it evaluated (`predictions_best-<hash>.csv`), so that none overwrites another's."""
+    if tag == "final":
+        return {"predictions": run_dir / "predictions.csv", "confusion": run_dir / "confusion.csv"}
+    return {"predictions": run_dir / f"predictions_{tag}.csv", "confusion": run_dir / f"confusion_{tag}.csv"}
+
+
 def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistInfo, device: torch.device,
-                 run_dir: Path | None, bad_video_log: Path | None, progress=None) -> dict:
-    """Clip level (val list, 1 centre clip) and video level (test list, m clips x k crops)."""
+                 bad_video_log: Path | None, outputs: dict[str, Path] | None = None, progress=None) -> dict:
+    """Clip level (val list, 1 centre clip) and video level (test list, m clips x k crops); with `outputs`,
+    the video-level predictions and confusion matrix are written there (main rank)."""
     autocast = _autocast_factory(cfg, device)
     batch = cfg.test.batch_size or max(1, cfg.data.batch_size // info.world_size)
     results = {}
@@ -185,23 +203,59 @@ def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistIn
         results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
                         f"{level}_mean_class_acc": round(metrics["mean_class_acc"], 3),
                         f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad)})
-        if level == "video" and run_dir is not None and info.is_main:
-            import numpy as np
-
-            np.savetxt(run_dir / "confusion.csv", metrics["confusion"], fmt="%d", delimiter=",")
-            write_predictions(run_dir / "predictions.csv", dataset, logits, labels, classes, cfg.test.aggregate)
+        if level == "video" and outputs and info.is_main:
+            write_confusion(outputs["confusion"], metrics["confusion"], classes)
+            write_predictions(outputs["predictions"], dataset, logits, labels, classes, cfg.test.aggregate)
     results["mean_class_acc"] = results["video_mean_class_acc"]
+    results["val_is_test"] = _same_file(cfg.data.val_list, test_list)
     return results
 
 
-def train(cfg: Config) -> dict:
+def train(cfg: Config, *, resume: bool | str | None = None, overwrite: bool = False) -> dict:
+    """Train `cfg` in its run directory (engine/rundir.py), then test it; returns (and writes) results.json.
+
+    `resume`: True continues the run in `cfg.output_dir` (there must be a last.pt and the same config), "auto"
+    resumes when there is one (studies), False starts a new run (default: `cfg.train.resume`). `overwrite`
+    replaces a run already in `cfg.output_dir`. SIGINT/SIGTERM stop it after writing last.pt (`Interrupted`).
+    """
     retain_freed_memory()
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
     try:
-        return _train(cfg, device, info)
+        set_threads(cfg, info)
+        return _train(cfg, device, info, cfg.train.resume if resume is None else resume, overwrite)
     finally:
         cleanup_distributed()
+
+
+def set_threads(cfg: Config, info: DistInfo) -> int:
+    """Intra-op threads of this process: `train.threads`, else OMP_NUM_THREADS when set, else the cores left to it
+    after its data-loader workers (the main process and its workers otherwise oversubscribe the CPU: a tiny run
+    took 28 s with torch's default threads and 6 s with one, on 2 cores)."""
+    threads = cfg.train.threads
+    if not threads and not os.environ.get("OMP_NUM_THREADS"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        threads = max(1, cores // local - cfg.data.workers)
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def _shared_run_dir(cfg: Config, info: DistInfo, resume: bool | str, overwrite: bool) -> tuple[Path, bool]:
+    """Rank 0 decides (and creates) the run directory; every rank gets its answer, or its error."""
+    outcome = None
+    if info.is_main:
+        try:
+            outcome = rundir.prepare(cfg, resume=resume, overwrite=overwrite)
+        except RunDirError as exc:
+            outcome = exc
+    outcome = broadcast_object(outcome, info)
+    if isinstance(outcome, RunDirError):
+        raise outcome
+    run_dir, resuming = outcome
+    cfg.output_dir = str(run_dir)
+    return run_dir, resuming
 
 
 def _adopt_pretrained_normalisation(cfg: Config) -> None:
@@ -216,11 +270,13 @@ def _adopt_pretrained_normalisation(cfg: Config) -> None:
                  found["mean"], found["std"], found["channel_order"])
 
 
-def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
-    run_dir = Path(cfg.output_dir)
+def _train(cfg: Config, device: torch.device, info: DistInfo, resume: bool | str, overwrite: bool) -> dict:
+    check_run_config(cfg)
+    rundir.absolute_paths(cfg)
     _adopt_pretrained_normalisation(cfg)
+    run_dir, resuming = _shared_run_dir(cfg, info, resume, overwrite)
+    cfg.train.resume = resuming
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
     train_ann = load_split(cfg, cfg.data.train_list)
@@ -231,6 +287,14 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     train_ds = make_dataset(cfg, train_ann, cfg.data.train_list, "train", model, bad_log)
     val_ann = load_split(cfg, cfg.data.val_list, classes)
     val_ds = make_dataset(cfg, val_ann, cfg.data.val_list, "val", model, bad_log)
+    if info.is_main and _same_file(cfg.data.val_list, cfg.data.test_list or cfg.data.val_list):
+        log.warning("best.pt is chosen on %s, which is also the test list: its test accuracy is optimistic "
+                    "(give data.test_list another split)", cfg.data.val_list)
+    global_batch = cfg.data.batch_size
+    iters_per_epoch = len(train_ds) // global_batch
+    if iters_per_epoch == 0:
+        raise ConfigError(f"data.batch_size={global_batch} is larger than the training set ({len(train_ds)} "
+                          f"videos in {cfg.data.train_list}); lower data.batch_size")
     sync_bn = cfg.train.sync_bn and info.enabled and device.type == "cuda"
     if sync_bn:
         model = convert_sync_batchnorm(model)  # keeps the per-frame BN of 2D designs (torch's converter does not)
@@ -249,39 +313,51 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16" and device.type == "cuda")
     autocast = _autocast_factory(cfg, device)
     start_epoch, start_batch, step, best_top1 = 0, 0, 0, -1.0
+    spent = {"seconds": 0.0, "clips": 0}  # training time and clips of this run, across resumes
+    pending_validation = False
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if cfg.train.resume and last_path.is_file():
+    if resuming:
         state = load_checkpoint(last_path)
         core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _load_scaler(scaler, state.get("scaler"))
         start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
         best_top1 = state["best_top1"]
+        spent = {"seconds": state.get("train_seconds", 0.0), "clips": state.get("clips_seen", 0)}
+        pending_validation = state.get("pending_validation", False)
         restore_rng(state["rng"], info.rank, info.world_size)
         if info.is_main:
             print(f"resuming {last_path}: epoch {start_epoch + 1}, batch {start_batch}, step {step}")
-    global_batch = cfg.data.batch_size
-    iters_per_epoch = len(train_ds) // global_batch
-    if iters_per_epoch == 0:
-        raise ValueError(f"data.batch_size={global_batch} is larger than the training set ({len(train_ds)} videos)")
-    logger = MetricsLogger(run_dir, info.is_main, cfg.train.tensorboard)
+    logger = MetricsLogger(run_dir, info.is_main, cfg.train.tensorboard, resume_step=step if resuming else None)
     accum = cfg.train.grad_accum
-
     losses = LossTracker(device, info)
+    started = time.time()
 
-    def checkpoint(epoch: int, batch: int, path: Path = last_path) -> None:
+    def checkpoint(epoch: int, batch: int, path: Path = last_path, pending: bool = False) -> None:
         losses.flush(f"step {step}", last_path)  # never a checkpoint of diverged weights
         rng = gather_objects(rng_state(), info)  # every rank's own generators (a collective: all ranks call it)
         if info.is_main:
             save_checkpoint({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch, "step": step,
-                             "best_top1": best_top1, "rng": rng, "config": to_dict(cfg),
-                             "classes": classes}, path)
+                             "best_top1": best_top1, "rng": rng, "config": to_dict(cfg), "classes": classes,
+                             "train_seconds": spent["seconds"] + time.time() - started,
+                             "clips_seen": spent["clips"], "pending_validation": pending}, path)
+
+    def validate(epoch: int) -> None:
+        nonlocal best_top1
+        top1 = _validate(model, val_ds, cfg, info, device, autocast)
+        logger.log(step, **{"val/clip_top1": top1, "epoch": epoch})
+        if info.is_main:
+            progress.console.print(f"epoch {epoch}: val clip top-1 {top1:.2f}%")
+        if top1 > best_top1:
+            best_top1 = top1
+            checkpoint(epoch, 0, best_path)
+        checkpoint(epoch, 0)  # last.pt again, its validation done
 
     progress = make_progress(info.is_main and cfg.train.progress)
-    started = time.time()
-    clips_seen = 0
-    with progress:
+    with progress, StopSignals(info) as stop:
+        if pending_validation:  # stopped between an epoch's end and its validation
+            validate(start_epoch)
         for epoch in range(start_epoch, cfg.optim.epochs):
             train_ds.set_epoch(epoch)
             first = start_batch if epoch == start_epoch else 0
@@ -321,7 +397,7 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
                 step += 1
-                clips_seen += global_batch
+                spent["clips"] += global_batch
                 now = time.time()
                 rate = global_batch / max(now - tick, 1e-9)
                 tick = now
@@ -334,25 +410,46 @@ def _train(cfg: Config, device: torch.device, info: DistInfo) -> dict:
                 every = cfg.train.checkpoint_every
                 if every and step % every == 0 and stepping:
                     checkpoint(epoch, batch_index + 1)
+                if stepping and stop.agreed():
+                    checkpoint(epoch, batch_index + 1)
+                    raise Interrupted(
+                        f"stopped by {stop.name()} at epoch {epoch + 1}, iteration {batch_index + 1}; {last_path} "
+                        f"written. Resume with: actionbench train {run_dir} --resume")
             summary = train_ds.bad_video_summary()
             if summary and info.is_main:
                 progress.console.print(f"[yellow]{len(summary)} bad video(s) replaced so far; see {bad_log}")
-            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-                top1 = _validate(model, val_ds, cfg, info, device, autocast)
-                logger.log(step, **{"val/clip_top1": top1, "epoch": epoch + 1})
-                if info.is_main:
-                    progress.console.print(f"epoch {epoch + 1}: val clip top-1 {top1:.2f}%")
-                if top1 > best_top1:
-                    best_top1 = top1
-                    checkpoint(epoch + 1, 0, best_path)
-            checkpoint(epoch + 1, 0)
-        train_time = time.time() - started
-        results = evaluate_run(cfg, core, classes, info, device, run_dir, bad_log)
+            validating = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs
+            checkpoint(epoch + 1, 0, pending=validating)  # the epoch is safe before validation starts
+            if validating:
+                validate(epoch + 1)
+        train_seconds = spent["seconds"] + time.time() - started
+        results = evaluate_run(cfg, core, classes, info, device, bad_log, outputs=run_outputs(run_dir, "final"))
     logger.close()
-    results = _results_record(cfg, classes, results, train_time, clips_seen, train_ds.bad_video_summary())
+    results = _results_record(cfg, classes, results, train_seconds, spent["clips"], train_ds.bad_video_summary())
     if info.is_main:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def check_run_config(cfg: Config, files: bool = True) -> None:
+    """What cannot work, said before anything starts: unknown model, missing lists (the config error names the
+    key and what to do; the file errors name the file). `files=False` leaves out whether the files exist here
+    (commands printed for another machine)."""
+    from actionbench.models.registry import check_model_name
+
+    check_model_name(cfg.model.name)
+    for key in ("train_list", "val_list"):
+        if not getattr(cfg.data, key):
+            raise ConfigError(f"data.{key} is not set: give the {'training' if key == 'train_list' else 'validation'}"
+                              f" annotations, e.g. data.{key}=path/{key.split('_')[0]}.txt")
+    for key in ("train_list", "val_list", "test_list") if files else ():
+        value = getattr(cfg.data, key)
+        if value and not Path(value).exists():
+            raise DataError(f"data.{key}: {value} does not exist")
 
 
 class LossTracker:
@@ -440,5 +537,9 @@ def _results_record(cfg: Config, classes: list[str], metrics: dict, train_time: 
         **_cost_figures(cfg, len(classes)), "epochs": cfg.optim.epochs, "base_channels": cfg.model.base_channels,
         "pretrained": cfg.model.pretrained, "train_seconds": round(train_time, 1),
         "train_clips_per_s": round(clips_seen / max(train_time, 1e-9), 2), "bad_videos": len(bad),
-        "output_dir": str(cfg.output_dir),
+        # what produced these numbers
+        "checkpoint": "final weights (last.pt after the last epoch)", "config_file": "config.yaml",
+        "train_list": cfg.data.train_list, "val_list": cfg.data.val_list,
+        "test_list": cfg.data.test_list or cfg.data.val_list, "seed": cfg.seed,
+        "deterministic": cfg.train.deterministic, "output_dir": str(cfg.output_dir),
     }

@@ -7,7 +7,13 @@ from collections.abc import Callable
 
 from torch import nn
 
+from actionbench.errors import UsageError
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownModelError(UsageError):
+    """A model name the registry does not have (a ValueError too)."""
 
 
 def register_model(name: str) -> Callable:
@@ -34,6 +40,15 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def check_model_name(name: str) -> None:
+    """A ValueError naming the closest known models when `name` is not one."""
+    _load_builders()
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(name, _BUILDERS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}.{hint} `actionbench profile --all` lists every model.")
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -49,11 +64,7 @@ def build_model(
     I3D/S3D inflate it. Options: `base_channels` (ResNet width), `temporal_padding` ("zeros" | "replicate"),
     `inflate_divide` (divide inflated kernels by their temporal size, as the I3D paper does).
     """
-    _load_builders()
-    if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, _BUILDERS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} `actionbench profile --all` lists every model.")
+    check_model_name(name)
     inflate_divide = options.pop("inflate_divide", False)
     model = _BUILDERS[name](num_classes, num_frames, temporal_pooling, dropout, **options)
     model.name = name

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from actionbench.errors import CheckpointError, UsageError
+
 # torchvision's published ImageNet-1k files (IMAGENET1K_V1), by backbone.
 IMAGENET_URLS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -30,7 +32,7 @@ _IGNORED_2D_KEY = re.compile(r"^aux[12]\.")  # GoogLeNet's auxiliary classifiers
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(CheckpointError, ValueError):
     """Weights and model disagree; the message names every key at fault."""
 
 
@@ -57,23 +59,25 @@ def backbone_of(model: nn.Module) -> str:
     for backbone in IMAGENET_URLS if getattr(model, "has_imagenet_parent", True) else ():
         if name.endswith("_" + backbone):
             return backbone
-    raise ValueError(f"model {name!r} has no 2D ImageNet parent; train it from scratch (pretrained=None)")
+    raise UsageError(f"model {name!r} has no 2D ImageNet parent; train it from scratch (model.pretrained=null)")
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise CheckpointError(f"weights file {path} does not exist (model.pretrained / model.init_from)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated download or a pickle of arbitrary objects
-        raise ValueError(f"cannot read weights file {path}: {exc}. Is it a complete torch.save()d state dict?") from exc
+        reason = str(exc).split(". ")[0].splitlines()[0][:160]
+        raise CheckpointError(f"cannot read weights file {path}: damaged, or not a torch.save()d state dict "
+                              f"({reason})") from exc
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]  # our checkpoints
     elif isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]  # other toolboxes' checkpoints
     if not isinstance(state, Mapping):
-        raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+        raise CheckpointError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     return dict(state)
 
 
@@ -108,7 +112,7 @@ def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
     except OSError as exc:  # URLError, socket errors, ...
-        raise RuntimeError(
+        raise CheckpointError(
             f"could not download ImageNet weights for {backbone} from {url} ({exc}). Offline? Download that file "
             f"on a connected machine and pass its path: pretrained=/path/to/{url.rsplit('/', 1)[1]} "
             f"(or model.pretrained=... on the command line)."

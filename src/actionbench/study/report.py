@@ -74,6 +74,7 @@ def plot_accuracy_vs_cost(results: list[dict], out_dir: Path, metric: str = "vid
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     datasets = sorted({r.get("dataset", "") for r in results})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
@@ -87,6 +88,8 @@ def plot_accuracy_vs_cost(results: list[dict], out_dir: Path, metric: str = "vid
             ax.annotate(f"{design} f{r.get('frames')}", (r.get("paper_gflops", 0), r.get(metric, 0)), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         ax.set_title(dataset)
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # a few readable ticks, even at 0.001 GFLOPs apart
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.set_xlabel("GFLOPs (conv multiply-adds)")
         ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
         ax.grid(alpha=0.3)
@@ -140,6 +143,11 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
         raise ValueError("no results to report: did any run finish (results.json)?")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    same = sorted({r.get("test_list", "") for r in results if r.get("val_is_test")})
+    if same:
+        paragraphs = [*(paragraphs or []), f"Warning: best.pt was chosen on the list that is also the test list "
+                      f"({', '.join(same)}); test accuracies of best.pt would be optimistic (the table's come from "
+                      "the final weights, but give data.test_list a split of its own)."]
     paths = {"csv": out / "results.csv", "markdown": out / "results.md", "html": out / "report.html"}
     write_csv(results, paths["csv"])
     paths["markdown"].write_text(f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs or []) +

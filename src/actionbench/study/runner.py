@@ -11,14 +11,19 @@ axes:                              # every combination becomes a run
   model.name: [tsn_resnet18, tam_resnet18]
   model.temporal_pooling: [false, true]
   data.frames: [8, 16]
+seeds: [0, 1, 2]                   # optional: every run once per seed (or `repeats: 3` for seeds 0, 1, 2)
 ```
-A run's directory is `OUT/runs/<dataset>/<axis values>`; a run with a results.json is skipped, an interrupted one
-resumes from its last.pt.
+Paths in a study (its `base`, data lists, weights) are relative to the study file. A run is identified by its
+resolved config: its directory is `OUT/runs/<dataset>/<axis values>[_s<seed>]-<hash of the config>`, so a changed
+config (command-line overrides included) is a new run in a new directory, never a silent reuse of another's
+results; a run with a results.json is skipped, an interrupted one resumes from its last.pt. Every run's config is
+checked (keys, values, model names and options, data files) before the first one trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import shlex
@@ -27,7 +32,10 @@ from pathlib import Path
 
 import yaml
 
-from actionbench.config import ConfigError, load_config
+from actionbench.config import Config, ConfigError, apply_overrides, load_config, to_dict
+from actionbench.engine.rundir import PATH_KEYS, RESUME_MAY_CHANGE, absolute_paths, flat
+
+_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Run:
     name: str
     dataset: str
     overrides: tuple[str, ...]
+    seed: int | None = None
 
 
 def _value_text(value) -> str:
@@ -57,17 +66,30 @@ def _short(key: str, value) -> str:
 def load_study(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"study file {path} does not exist")
-    study = yaml.safe_load(path.read_text()) or {}
-    unknown = set(study) - {"name", "base", "overrides", "datasets", "axes"}
+        raise ConfigError(f"study file {path} does not exist")
+    try:
+        study = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(study, dict):
+        raise ConfigError(f"{path}: expected a mapping with {', '.join(sorted(_STUDY_KEYS))}")
+    unknown = set(study) - _STUDY_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown study keys {sorted(unknown)} (name, base, overrides, datasets, axes)")
-    study["_dir"] = path.parent
+        raise ConfigError(f"{path}: unknown study keys {sorted(unknown)} ({', '.join(sorted(_STUDY_KEYS))})")
+    if "seeds" in study and "repeats" in study:
+        raise ConfigError(f"{path}: give seeds or repeats, not both")
+    study["_dir"] = path.parent.resolve()
     return study
 
 
+def study_seeds(study: dict) -> list[int | None]:
+    if "repeats" in study:
+        return list(range(int(study["repeats"])))
+    return list(study.get("seeds") or [None])
+
+
 def expand_runs(study: dict) -> list[Run]:
-    """Every combination of the axes, for every dataset, with stable names."""
+    """Every combination of the axes, for every dataset and seed, with stable names."""
     axes = study.get("axes") or {}
     keys = list(axes)
     datasets = study.get("datasets") or [{"name": "default", "overrides": []}]
@@ -78,7 +100,10 @@ def expand_runs(study: dict) -> list[Run]:
             overrides = (*study.get("overrides", []), *dataset.get("overrides", []),
                          *(f"{k}={_value_text(v)}" for k, v in zip(keys, values, strict=True)),
                          f"dataset={dataset['name']}")
-            runs.append(Run(f"{dataset['name']}/{name}", dataset["name"], tuple(overrides)))
+            for seed in study_seeds(study):
+                seeded = (*overrides, f"seed={seed}") if seed is not None else overrides
+                suffix = f"_s{seed}" if seed is not None else ""
+                runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed))
     return runs
 
 
@@ -86,9 +111,44 @@ def base_config_path(study: dict) -> Path | None:
     return (study["_dir"] / study["base"]) if study.get("base") else None
 
 
-def run_config(study: dict, run: Run, out_dir: Path, extra: tuple[str, ...] = ()):
-    return load_config(base_config_path(study),
-                       [*run.overrides, *extra, f"output_dir={out_dir / 'runs' / run.name}"])
+def config_hash(cfg: Config) -> str:
+    """What identifies a run: its resolved config, except what a resume may change."""
+    values = {k: v for k, v in flat(to_dict(cfg)).items() if k not in RESUME_MAY_CHANGE}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_config(study: dict, run: Run, out_dir: Path, extra: tuple[str, ...] = ()) -> Config:
+    """The run's resolved config: paths of the study relative to its file, those of `extra` (the command line)
+    relative to the working directory; its output directory named after the config it holds."""
+    cfg = absolute_paths(load_config(base_config_path(study), list(run.overrides)), study["_dir"])
+    cfg = absolute_paths(apply_overrides(cfg, list(extra)))
+    cfg.output_dir = str((out_dir / "runs" / f"{run.name}-{config_hash(cfg)}").resolve())
+    return cfg
+
+
+def check_configs(configs: list[Config], files: bool = True) -> None:
+    """Everything that can be checked before the first run trains: models (names and options) and data files
+    (`files=False`: not whether they exist here)."""
+    import torch
+
+    from actionbench.engine.trainer import check_run_config, model_options
+    from actionbench.models.registry import build_model
+
+    for cfg in configs:
+        check_run_config(cfg, files)
+        with torch.device("meta"):  # shapes only: instant even for large models
+            try:
+                build_model(cfg.model.name, 2, cfg.data.frames, temporal_pooling=cfg.model.temporal_pooling,
+                            **model_options(cfg))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{cfg.model.name} with options {cfg.model.options}: {exc}") from exc
+
+
+def study_configs(study_path: str | Path, out_dir: str | Path,
+                  extra: tuple[str, ...] = ()) -> tuple[dict, list[Run], list[Config]]:
+    study = load_study(study_path)
+    runs = expand_runs(study)
+    return study, runs, [run_config(study, r, Path(out_dir), extra) for r in runs]
 
 
 def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: tuple[str, ...] = (),
@@ -96,47 +156,50 @@ def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: t
     """Run every run not finished yet, one after another; returns all results (finished earlier or now)."""
     from actionbench.engine.trainer import train
 
-    study = load_study(study_path)
-    out = Path(out_dir)
-    runs = expand_runs(study)
-    configs = [run_config(study, r, out, extra_overrides) for r in runs]  # check every config before training
+    _, runs, configs = study_configs(study_path, out_dir, extra_overrides)
+    check_configs(configs)
     results = []
     for i, (run, cfg) in enumerate(zip(runs, configs, strict=True), start=1):
         result_file = Path(cfg.output_dir) / "results.json"
-        if result_file.is_file():
+        if result_file.is_file():  # its directory name is its config's hash: the same run
             result = json.loads(result_file.read_text())
             print(f"[{i}/{len(runs)}] {run.name}: finished earlier, skipped")
         else:
             print(f"[{i}/{len(runs)}] {run.name}: training")
-            cfg.train.resume = True  # picks up an interrupted run's last.pt, if any
-            cfg.train.progress = progress
-            result = train(cfg)
+            cfg.train.progress = cfg.train.progress and progress
+            result = train(cfg, resume="auto")  # picks up an interrupted run's last.pt, if any
         results.append(result)
         if on_result:
             on_result(run, result)
     return results
 
 
-def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_node: int = 8,
-                      nnodes: int = 1) -> list[str]:
-    """One `torchrun ... actionbench train` command per run (rendezvous placeholders for multi-node)."""
-    study = load_study(study_path)
-    out = Path(out_dir)
-    base = base_config_path(study)
+def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_node: int = 8, nnodes: int = 1,
+                      extra_overrides: tuple[str, ...] = ()) -> list[str]:
+    """One `torchrun ... actionbench train` command per run (rendezvous placeholders for multi-node): each the
+    run's whole resolved config as overrides, command-line overrides included."""
+    study, runs, configs = study_configs(study_path, out_dir, extra_overrides)
+    check_configs(configs, files=False)  # the data may live on the cluster only
     commands = []
-    for run in expand_runs(study):
+    for run, cfg in zip(runs, configs, strict=True):
         launcher = ["torchrun", f"--nproc_per_node={nproc_per_node}"]
         if nnodes > 1:
             launcher += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", "--rdzv_endpoint=$MASTER_ADDR:29500",
-                         f"--rdzv_id={run.name.replace('/', '-')}"]
-        args = ["-m", "actionbench", "train", *([str(base)] if base else []), *run.overrides,
-                f"output_dir={out / 'runs' / run.name}", "train.resume=true"]
+                         f"--rdzv_id={Path(cfg.output_dir).name}"]
+        base = base_config_path(study)
+        # the paths as resolved here (relative to the study file), so that the command runs from anywhere
+        paths = [f"{k}={v}" for k, v in flat(to_dict(cfg)).items() if k in PATH_KEYS and v]
+        args = ["-m", "actionbench", "train", *([str(base)] if base else []), *run.overrides, *extra_overrides,
+                *paths, f"output_dir={cfg.output_dir}", "--resume-if-any"]
         commands.append(" ".join(launcher + [shlex.quote(a) for a in args]))
     return commands
 
 
-def gather_results(out_dir: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(out_dir, "runs").rglob("results.json"))]
+def gather_results(study_path: str | Path, out_dir: str | Path, extra: tuple[str, ...] = ()) -> list[dict]:
+    """The results of this study's runs (its current configs) that have finished; nothing else in OUT."""
+    _, _, configs = study_configs(study_path, out_dir, extra)
+    files = [Path(cfg.output_dir) / "results.json" for cfg in configs]
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -150,17 +213,20 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from actionbench.cli import split_overrides
     from actionbench.study.report import write_report
 
+    split_overrides(args, ("study",))
     out = Path(args.out or Path("runs") / Path(args.study).stem)
+    extra = tuple(args.overrides)
     if args.print_commands:
-        for command in torchrun_commands(args.study, out, args.nproc_per_node, args.nnodes):
+        for command in torchrun_commands(args.study, out, args.nproc_per_node, args.nnodes, extra):
             print(command)
         return 0
-    if args.report_only:
-        results = gather_results(out)
-    else:
-        results = run_study(args.study, out, extra_overrides=tuple(args.overrides))
+    results = gather_results(args.study, out, extra) if args.report_only else run_study(args.study, out,
+                                                                                      extra_overrides=extra)
+    if not results:
+        raise ConfigError(f"no finished run of {args.study} under {out} to report")
     study = load_study(args.study)
     paths = write_report(results, out, title=study.get("name", Path(args.study).stem))
     print(f"report: {paths['html']}  table: {paths['markdown']}")

@@ -30,6 +30,8 @@ from types import ModuleType
 
 import torch
 
+from actionbench.errors import CheckpointError
+
 SOURCES = ("official", "tsm", "mmaction2", "pytorchvideo", "pyslowfast")
 # Globals a weights_only load may construct beyond torch's own allow-list: data, never code.
 _HARMLESS_GLOBALS = re.compile(
@@ -37,7 +39,7 @@ _HARMLESS_GLOBALS = re.compile(
     r"|collections\.(OrderedDict|defaultdict|Counter)|builtins\.(list|dict|set|tuple))$")
 
 
-class ConversionError(ValueError):
+class ConversionError(CheckpointError, ValueError):
     """A checkpoint that cannot be converted; the message names the file, keys or values at fault."""
 
 
