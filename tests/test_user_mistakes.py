@@ -234,3 +234,21 @@ def test_sigterm_mid_epoch_saves_and_resumes_without_losing_an_iteration(data, t
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if "train/loss" in line]
     assert steps == sorted(set(steps))  # every step logged once, resumed or not
+
+
+def test_an_evaluation_list_may_hold_a_subset_of_the_classes_by_name(data, finished, tmp_path, capsys):
+    classes = data["classes"].read_text().splitlines()
+    lines = [line for line in data["val"].read_text().splitlines() if int(line.rsplit(" ", 1)[1]) in (1, 3)]
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    (subset / "classes.txt").write_text(f"{classes[3]}\n{classes[1]}\n")  # another order, two classes only
+    (subset / "val.txt").write_text("".join(f"{data['root'] / line.rsplit(' ', 1)[0]} "
+                                            f"{0 if line.endswith(' 3') else 1}\n" for line in lines))
+    assert main(["test", str(finished), f"data.val_list={subset / 'val.txt'}", "data.test_list=null"]) == 0
+    [written] = finished.glob("predictions_best-*.csv")
+    rows = written.read_text().splitlines()[1:]
+    assert len(rows) == len(lines) and {row.split(",")[2] for row in rows} == {classes[1], classes[3]}
+    written.unlink()
+    for stale in [*finished.glob("test_best-*.json"), *finished.glob("confusion_best-*.csv")]:
+        stale.unlink()  # this test's own files: the module's other tests hash the run
+    capsys.readouterr()
