@@ -23,11 +23,11 @@ RESULTS = [
 def test_report_files_table_and_self_contained_html(tmp_path):
     paths = write_report(RESULTS, tmp_path, title="t", paragraphs=["finding <b>x</b>"])
     rows = list(csv.DictReader(paths["csv"].open()))
-    assert list(rows[0])[:8] == ["dataset", "model", "frames", "temporal_pooling", "clip_top1", "video_top1",
-                                 "paper_gflops", "params"]
+    assert list(rows[0])[:7] == ["dataset", "label", "model", "frames", "temporal_pooling", "clip_top1",
+                                 "video_top1"]
     assert len(rows) == 3
     md = paths["markdown"].read_text()
-    assert "| ssv2 | tam_resnet50 | 8 | yes | uniform | 65.4 | 66.0 | 14.2 | 23.73 |" in md
+    assert "| ssv2 | tam_resnet50 | 8 | yes | uniform | 65.4 | 66.0 | 14.2 | 23.73 |" in md  # no predictions: no CI
     assert paths["png"].stat().st_size > 10_000 and paths["svg"].read_text().startswith("<?xml")
     page = paths["html"].read_text()
     assert embedded_image_count(page) == 1 and "<table>" in page and "finding &lt;b&gt;x&lt;/b&gt;" in page
@@ -88,22 +88,29 @@ def test_two_run_micro_study_end_to_end(tmp_path, capsys):
     assert {r["epochs"] for r in rows} == {"2"} and len(list((out / "runs" / "syn").glob("tsn_resnet18-*"))) == 2
 
 
-def _demo_results(temporal, appearance, reversal_tsn=50.0):
+def _demo_results(folder, temporal, appearance, reversal_tsn=50.0):
+    """Runs of the demo's four models on both sets, each right on the first `accuracy`% of 80 test videos."""
     models = ("tsn_resnet18", "tsm_resnet18", "tam_resnet18", "i3d_resnet18")
-    rows = [{"dataset": "temporal", "model": m, "video_top1": t, "reversal_acc": reversal_tsn if m.startswith("tsn")
-             else 90.0} for m, t in zip(models, temporal, strict=True)]
-    rows += [{"dataset": "appearance", "model": m, "video_top1": a} for m, a in zip(models, appearance, strict=True)]
+    rows = []
+    for dataset, accuracies in (("temporal", temporal), ("appearance", appearance)):
+        for model, accuracy in zip(models, accuracies, strict=True):
+            correct = [i < round(0.8 * accuracy) for i in range(80)]
+            row = _run_with_predictions(folder / dataset / model, model, correct, dataset=dataset)
+            row["reversal_acc"] = reversal_tsn if model.startswith("tsn") else 90.0
+            rows.append(row)
     return rows
 
 
-def test_demo_finding_is_computed_from_the_numbers():
+def test_demo_finding_is_computed_from_the_significance_of_the_numbers(tmp_path):
     from actionbench.study.demo import finding
 
-    shown = finding(_demo_results([45, 80, 90, 70], [95, 96, 97, 94]))
-    assert shown[-1].startswith("Finding: temporal modelling is essential") and "25.0 points" in shown[-1]
-    not_shown = finding(_demo_results([45, 50, 90, 70], [95, 96, 97, 94]))
-    assert "did NOT show" in not_shown[-1]
-    assert "did NOT show" in finding(_demo_results([45, 80, 90, 70], [95, 96, 97, 94], reversal_tsn=80))[-1]
+    shown = finding(_demo_results(tmp_path / "a", [45, 80, 90, 70], [95, 96, 97, 94]))
+    assert shown[-1].startswith("Finding: temporal modelling is essential")
+    assert "no design differs significantly from TSN" in shown[1]
+    not_shown = finding(_demo_results(tmp_path / "b", [45, 46, 90, 70], [95, 96, 97, 94]))
+    assert "(not significant)" in not_shown[0] and "did NOT show" in not_shown[-1]
+    reversal = finding(_demo_results(tmp_path / "c", [45, 80, 90, 70], [95, 96, 97, 94], reversal_tsn=80))
+    assert "did NOT show" in reversal[-1]
 
 
 def test_reversal_accuracy(tmp_path):
@@ -113,3 +120,57 @@ def test_reversal_accuracy(tmp_path):
                                     "a,a,left,left,1,x\nb,b,left,right,1,x\nc,c,right,right,1,x\nd,d,up,left,1,x\n")
     assert reversal_accuracy(tmp_path / "p.csv", [[0, 1], [2, 3]], ["left", "right", "up", "down"]) == pytest.approx(
         200 / 3)
+
+
+def _run_with_predictions(folder, name, correct, seed=0, dataset="d", run=None):
+    """A finished run's results.json fields and its predictions.csv: video i right when correct[i]."""
+    folder.mkdir(parents=True)
+    with (folder / "predictions.csv").open("w") as f:
+        f.write("video_id,path,label,predicted,probability,score,top5\n")
+        for i, ok in enumerate(correct):
+            f.write(f"v{i},v{i}.mp4,a,{'a' if ok else 'b'},0.9,1.0,a|b\n")
+    top1 = 100 * sum(correct) / len(correct)
+    return {"dataset": dataset, "model": name, "run": run or f"{dataset}/{name}", "frames": 8, "seed": seed,
+            "temporal_pooling": False, "sampling": "uniform", "video_top1": top1, "clip_top1": top1,
+            "paper_gflops": 1.0, "params": 1000, "num_classes": 4, "output_dir": str(folder),
+            "video_top1_ci": [top1 - 5, top1 + 5]}
+
+
+def test_seeds_are_grouped_and_differences_tested_on_the_same_videos(tmp_path):
+    import numpy as np
+
+    from actionbench.study.compare import compare_groups, findings, group_results
+
+    rng = np.random.default_rng(0)
+    strong = [[bool(rng.random() < 0.85) for _ in range(80)] for _ in range(3)]
+    weak = [[bool(rng.random() < 0.45) for _ in range(80)] for _ in range(3)]
+    results = [_run_with_predictions(tmp_path / f"strong{s}", "tam_resnet18", strong[s], s) for s in range(3)]
+    results += [_run_with_predictions(tmp_path / f"weak{s}", "tsn_resnet18", weak[s], s) for s in range(3)]
+    results += [_run_with_predictions(tmp_path / "twin", "tsm_resnet18", weak[0], 0)]
+    rows = group_results(results)
+    assert [r["runs"] for r in rows] == [3, 3, 1]
+    tam = rows[0]
+    assert tam["video_top1"] == pytest.approx(np.mean([100 * np.mean(x) for x in strong]))
+    assert tam["video_top1_std"] > 0 and len(tam["video_top1_runs"]) == 3
+    assert tam["video_top1_ci"][0] < tam["video_top1"] < tam["video_top1_ci"][1]
+    comparisons = compare_groups(rows)
+    by_pair = {(c["a"], c["b"]): c for c in comparisons}
+    assert by_pair[("tam_resnet18", "tsn_resnet18")]["significant"]
+    assert by_pair[("tam_resnet18", "tsn_resnet18")]["mcnemar_p"] < 0.05
+    twins = by_pair.get(("tsn_resnet18", "tsm_resnet18")) or by_pair[("tsm_resnet18", "tsn_resnet18")]
+    assert twins["seeds"] == 1 and not twins["significant"] and twins["difference"] == 0
+    text = findings(rows, comparisons)[0]
+    assert "tam_resnet18 > tsn_resnet18" in text and "do not differ significantly" in text
+    paths = write_report(results, tmp_path / "report")
+    assert "± " in paths["markdown"].read_text() and "(3 seeds)" in paths["markdown"].read_text()
+    assert paths["comparisons"].read_text().count("\n") == 4  # header + 3 pairs
+
+
+def test_a_study_with_seeds_names_and_groups_its_runs(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: s\nseeds: [0, 1]\naxes:\n  model.name: [tsn_resnet18, tsm_resnet18]\n")
+    runs = expand_runs(load_study(tmp_path / "s.yaml"))
+    assert [r.name for r in runs] == ["default/tsn_resnet18_s0", "default/tsn_resnet18_s1",
+                                      "default/tsm_resnet18_s0", "default/tsm_resnet18_s1"]
+    assert runs[1].group == "default/tsn_resnet18" and "seed=1" in runs[1].overrides
+    (tmp_path / "r.yaml").write_text("name: r\nrepeats: 3\naxes:\n  model.name: [tsn_resnet18]\n")
+    assert [r.seed for r in expand_runs(load_study(tmp_path / "r.yaml"))] == [0, 1, 2]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from actionbench import statistics
 from actionbench.data.transforms import normalize_clips
 from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
 
@@ -82,7 +83,22 @@ def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) -
     np.add.at(confusion, (labels, order[:, 0]), 1)
     per_class = [confusion[c, c] / confusion[c].sum() for c in range(num_classes) if confusion[c].sum()]
     return {"top1": 100 * top1.mean(), "top5": 100 * top5.mean(), "mean_class_acc": 100 * float(np.mean(per_class)),
-            "confusion": confusion, "count": int(len(labels))}
+            "confusion": confusion, "count": int(len(labels)), "correct_top1": top1, "correct_top5": top5,
+            "labels": labels}
+
+
+def accuracy_intervals(metrics: dict, num_classes: int, prefix: str) -> dict:
+    """95 % intervals of a split's accuracies (actionbench.statistics): bootstrap over its videos for top-1,
+    top-5 and mean class accuracy, and Wilson's analytic interval for top-1."""
+    if not metrics["count"]:
+        return {}
+    top1, top5 = metrics["correct_top1"], metrics["correct_top5"]
+    rounded = lambda pair: [round(pair[0], 2), round(pair[1], 2)]  # noqa: E731
+    return {f"{prefix}_top1_ci": rounded(statistics.bootstrap_interval(top1)),
+            f"{prefix}_top5_ci": rounded(statistics.bootstrap_interval(top5)),
+            f"{prefix}_mean_class_acc_ci": rounded(statistics.mean_class_interval(metrics["labels"], top1,
+                                                                                   num_classes)),
+            f"{prefix}_top1_wilson": rounded(statistics.wilson_interval(int(top1.sum()), len(top1)))}
 
 
 def write_predictions(path: str | Path, dataset, view_logits: dict, labels: dict, classes: list[str],

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from actionbench import statistics
 from actionbench.config import Config, ConfigError, save_config, to_dict
 from actionbench.data.annotations import Annotations, holdout_split, load_annotations
 from actionbench.data.dataset import VideoClipDataset
@@ -34,6 +35,7 @@ from actionbench.engine.distributed import (
     init_distributed,
 )
 from actionbench.engine.evaluation import (
+    accuracy_intervals,
     accuracy_metrics,
     aggregate_videos,
     collect_view_logits,
@@ -202,11 +204,13 @@ def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistIn
         metrics = accuracy_metrics(scores, truth, len(classes))
         results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
                         f"{level}_mean_class_acc": round(metrics["mean_class_acc"], 3),
-                        f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad)})
+                        f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad),
+                        **accuracy_intervals(metrics, len(classes), level)})
         if level == "video" and outputs and info.is_main:
             write_confusion(outputs["confusion"], metrics["confusion"], classes)
             write_predictions(outputs["predictions"], dataset, logits, labels, classes, cfg.test.aggregate)
     results["mean_class_acc"] = results["video_mean_class_acc"]
+    results["ci_method"] = f"{statistics.METHOD}; *_wilson: Wilson score interval"
     results["val_is_test"] = _same_file(cfg.data.val_list, test_list)
     return results
 

@@ -1,7 +1,10 @@
 """Comparison reports from run results: CSV and Markdown tables, figures, one self-contained HTML page.
 
-Figures follow the paper's Figures 1-2: accuracy against GFLOPs, colour = temporal design, marker = backbone,
-filled = with temporal pooling, hollow = without; one panel per dataset.
+Runs repeated over seeds are one row (mean, standard deviation and each seed's value; study/compare.py), every
+accuracy is shown with its 95 % interval over the test videos, every pair of rows of a dataset is tested on the same
+videos (`comparisons.csv`), and the text states a difference only when it is significant. Figures follow the
+paper's Figures 1-2: accuracy against GFLOPs, colour = temporal design, marker = backbone, filled = with temporal
+pooling, hollow = without; one panel per dataset, with error bars and the chance level.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import csv
 import html
 from pathlib import Path
 
-COLUMNS = ("dataset", "model", "frames", "temporal_pooling", "clip_top1", "video_top1", "paper_gflops", "params",
-           "sampling")
+from actionbench.study.compare import compare_groups, findings, group_results
+
+COLUMNS = ("dataset", "label", "model", "frames", "temporal_pooling", "clip_top1", "video_top1", "video_top1_std",
+           "video_top1_ci", "runs", "seeds", "video_top1_runs", "paper_gflops", "params", "sampling")
 DESIGN_COLOURS = {"tsn": "#7f7f7f", "tsm": "#1f77b4", "tam": "#d62728", "tconv": "#9467bd", "i3d": "#2ca02c",
-                  "s3d": "#ff7f0e", "nln": "#8c564b", "slowfast": "#e377c2"}
+                  "s3d": "#ff7f0e", "nln": "#8c564b", "slowfast": "#e377c2", "i3d3x1": "#17becf"}
 BACKBONE_MARKERS = {"resnet18": "o", "resnet34": "v", "resnet50": "s", "resnet101": "D", "inception_v1": "^"}
 
 
@@ -24,13 +29,28 @@ def split_name(model: str) -> tuple[str, str]:
     return design, backbone
 
 
-def write_csv(results: list[dict], path: Path) -> None:
-    extra = sorted({k for r in results for k in r} - set(COLUMNS))
+def write_csv(rows: list[dict], path: Path) -> None:
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS) - {"output_dirs"})
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *extra])
         writer.writeheader()
-        for row in results:
-            writer.writerow({k: row.get(k, "") for k in (*COLUMNS, *extra)})
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k, "")) for k in (*COLUMNS, *extra)})
+
+
+def _cell(value):
+    if isinstance(value, list):
+        return ";".join("" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def write_comparisons(comparisons: list[dict], path: Path) -> None:
+    fields = ["dataset", "a", "b", "a_video_top1", "b_video_top1", "difference", "ci_low", "ci_high", "significant",
+              "mcnemar_p", "videos", "seeds"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(comparisons)
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -41,17 +61,31 @@ def _fmt(value, digits: int = 1) -> str:
     return "" if value is None else str(value)
 
 
+def _accuracy(row: dict) -> str:
+    """`85.0 [76.2, 92.5]`, or with several seeds `80.4 ± 3.1 [74.0, 86.2] (3 seeds)`."""
+    text = _fmt(row.get("video_top1"))
+    if row.get("runs", 1) > 1:
+        text += f" ± {row['video_top1_std']:.1f}"
+    interval = row.get("video_top1_ci")
+    if interval and None not in interval:
+        text += f" [{interval[0]:.1f}, {interval[1]:.1f}]"
+    if row.get("runs", 1) > 1:
+        text += f" ({row['runs']} seeds)"
+    return text
+
+
 def table_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "model", "frames", "temporal pooling", "sampling", "clip top-1 (%)", "video top-1 (%)",
-              "GFLOPs", "params (M)"]
-    has_speed = any("throughput_inference" in r for r in results)
+    grouped = results if results and "runs" in results[0] else group_results(results)
+    header = ["dataset", "run", "frames", "temporal pooling", "sampling", "clip top-1 (%)",
+              "video top-1 (%) [95 % interval]", "GFLOPs", "params (M)"]
+    has_speed = any("throughput_inference" in r for r in grouped)
     if has_speed:
         header.append("clips/s (infer)")
     rows = []
-    for r in sorted(results, key=lambda r: (r.get("dataset", ""), r["model"], r.get("frames", 0),
-                                            r.get("temporal_pooling", False))):
-        row = [r.get("dataset", ""), r["model"], _fmt(r.get("frames")), _fmt(bool(r.get("temporal_pooling"))),
-               r.get("sampling", ""), _fmt(r.get("clip_top1")), _fmt(r.get("video_top1")),
+    for r in sorted(grouped, key=lambda r: (r.get("dataset", ""), r["model"], r.get("frames", 0),
+                                            r.get("temporal_pooling", False), r.get("label", ""))):
+        row = [r.get("dataset", ""), r.get("label", r["model"]), _fmt(r.get("frames")),
+               _fmt(bool(r.get("temporal_pooling"))), r.get("sampling", ""), _fmt(r.get("clip_top1")), _accuracy(r),
                _fmt(r.get("paper_gflops"), 3 if r.get("paper_gflops", 1) < 1 else 1),
                f"{r.get('params', 0) / 1e6:.2f}"]
         if has_speed:
@@ -67,8 +101,9 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy_vs_cost(results: list[dict], out_dir: Path, metric: str = "video_top1") -> list[Path]:
-    """One figure, a panel per dataset; returns the PNG and SVG paths."""
+def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_top1") -> list[Path]:
+    """One figure, a panel per dataset, error bars (the 95 % interval over test videos; with several seeds the
+    standard deviation over them too) and the chance level; returns the PNG and SVG paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,30 +111,48 @@ def plot_accuracy_vs_cost(results: list[dict], out_dir: Path, metric: str = "vid
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-    datasets = sorted({r.get("dataset", "") for r in results})
+    datasets = sorted({r.get("dataset", "") for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
-        for r in (r for r in results if r.get("dataset", "") == dataset):
+        members = [r for r in rows if r.get("dataset", "") == dataset]
+        lows, highs = [], []
+        for r in members:
             design, backbone = split_name(r["model"])
             colour = DESIGN_COLOURS.get(design, "black")
-            pooled = bool(r.get("temporal_pooling"))
-            ax.scatter(r.get("paper_gflops", 0), r.get(metric, 0), s=70, marker=BACKBONE_MARKERS.get(backbone, "o"),
-                       facecolors=colour if pooled else "none", edgecolors=colour, linewidths=1.8)
-            ax.annotate(f"{design} f{r.get('frames')}", (r.get("paper_gflops", 0), r.get(metric, 0)), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            x, y = r.get("paper_gflops", 0), r.get(metric, 0)
+            interval = r.get(f"{metric}_ci") or [y, y]
+            low, high = (y, y) if None in interval else interval
+            ax.errorbar(x, y, yerr=[[y - low], [high - y]], color=colour, capsize=3, linewidth=1, zorder=1)
+            if r.get("runs", 1) > 1:  # the spread over seeds, thicker and shorter
+                ax.errorbar(x, y, yerr=r.get(f"{metric}_std", 0), color=colour, linewidth=4, alpha=0.4, zorder=1)
+            ax.scatter(x, y, s=70, marker=BACKBONE_MARKERS.get(backbone, "o"), zorder=2,
+                       facecolors=colour if r.get("temporal_pooling") else "white", edgecolors=colour, linewidths=1.8)
+            ax.annotate(f"{design} f{r.get('frames')}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            lows.append(low)
+            highs.append(high)
+        chance = 100 / max(int(members[0].get("num_classes") or 0), 1) if members[0].get("num_classes") else None
+        if chance:
+            ax.axhline(chance, color="#999999", linestyle="--", linewidth=1)
+            ax.annotate("chance", (0, chance), xycoords=("axes fraction", "data"), fontsize=7, color="#777777",
+                        xytext=(3, 2), textcoords="offset points")
+            lows.append(chance)
+        # the axis spans the intervals and the chance level: differences look as large as they are, no larger
+        span = max(highs) - min(lows)
+        ax.set_ylim(max(0, min(lows) - 0.1 * span - 1), min(100, max(highs) + 0.1 * span + 1))
         ax.set_title(dataset)
         ax.xaxis.set_major_locator(MaxNLocator(5))  # a few readable ticks, even at 0.001 GFLOPs apart
         ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.set_xlabel("GFLOPs (conv multiply-adds)")
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (%), 95 % interval")
         ax.grid(alpha=0.3)
-    designs = sorted({split_name(r["model"])[0] for r in results})
-    backbones = sorted({split_name(r["model"])[1] for r in results})
+    designs = sorted({split_name(r["model"])[0] for r in rows})
+    backbones = sorted({split_name(r["model"])[1] for r in rows})
     handles = [Line2D([], [], color=DESIGN_COLOURS.get(d, "black"), marker="o", linestyle="", label=d) for d in designs]
     handles += [Line2D([], [], color="black", marker=BACKBONE_MARKERS.get(b, "o"), linestyle="", fillstyle="none",
                        label=b) for b in backbones]
     handles += [Line2D([], [], color="black", marker="o", linestyle="", label="with temporal pooling"),
-                Line2D([], [], color="black", marker="o", linestyle="", fillstyle="none", label="without")]
+                Line2D([], [], color="black", marker="o", linestyle="", fillstyle="none", label="without"),
+                Line2D([], [], color="#999999", linestyle="--", label="chance")]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 0.82, 1))
     paths = [out_dir / f"accuracy_vs_gflops.{ext}" for ext in ("png", "svg")]
@@ -130,31 +183,39 @@ img {{ max-width: 100%; }}
 <img alt="top-1 accuracy against GFLOPs" src="data:image/png;base64,{image}">
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p><small>GFLOPs: convolution multiply-adds of one clip (the paper's convention). Temporal pooling is stated for every
-run. Generated by actionbench.</small></p>
+<p><small>Video top-1: mean over seeds (± their standard deviation when several), [95 % interval over the test
+videos, bootstrap]; differences between rows are tested on the same videos in comparisons.csv (paired bootstrap,
+McNemar's exact test). GFLOPs: convolution multiply-adds of one clip (the paper's convention). Temporal pooling is
+stated for every run. Generated by actionbench.</small></p>
 </body></html>
 """
 
 
 def write_report(results: list[dict], out_dir: str | Path, title: str = "actionbench study",
                  paragraphs: list[str] | None = None) -> dict[str, Path]:
-    """Write results.csv, results.md, accuracy_vs_gflops.{png,svg} and a self-contained report.html."""
+    """Write results.csv (a row per configuration, seeds grouped), comparisons.csv, results.md,
+    accuracy_vs_gflops.{png,svg} and a self-contained report.html; the findings paragraphs come from the
+    significance tests."""
     if not results:
         raise ValueError("no results to report: did any run finish (results.json)?")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows = group_results(results)
+    comparisons = compare_groups(rows)
+    paragraphs = [*(paragraphs or []), *findings(rows, comparisons)]
     same = sorted({r.get("test_list", "") for r in results if r.get("val_is_test")})
     if same:
-        paragraphs = [*(paragraphs or []), f"Warning: best.pt was chosen on the list that is also the test list "
-                      f"({', '.join(same)}); test accuracies of best.pt would be optimistic (the table's come from "
-                      "the final weights, but give data.test_list a split of its own)."]
-    paths = {"csv": out / "results.csv", "markdown": out / "results.md", "html": out / "report.html"}
-    write_csv(results, paths["csv"])
-    paths["markdown"].write_text(f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs or []) +
-                                 markdown_table(results))
-    png, svg = plot_accuracy_vs_cost(results, out)
+        paragraphs.append(f"Warning: best.pt was chosen on the list that is also the test list ({', '.join(same)}); "
+                          "test accuracies of best.pt would be optimistic (the table's come from the final weights, "
+                          "but give data.test_list a split of its own).")
+    paths = {"csv": out / "results.csv", "comparisons": out / "comparisons.csv", "markdown": out / "results.md",
+             "html": out / "report.html"}
+    write_csv(rows, paths["csv"])
+    write_comparisons(comparisons, paths["comparisons"])
+    paths["markdown"].write_text(f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs) + markdown_table(rows))
+    png, svg = plot_accuracy_vs_cost(rows, out)
     paths.update(png=png, svg=svg)
-    paths["html"].write_text(html_page(title, paragraphs or [], results, png))
+    paths["html"].write_text(html_page(title, paragraphs, rows, png))
     return paths
 
 

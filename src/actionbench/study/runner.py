@@ -40,10 +40,11 @@ _STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeat
 
 @dataclass(frozen=True)
 class Run:
-    name: str
+    name: str  # <dataset>/<axis values>[_s<seed>]
     dataset: str
     overrides: tuple[str, ...]
     seed: int | None = None
+    group: str = ""  # the name without the seed: the runs a report groups over seeds
 
 
 def _value_text(value) -> str:
@@ -103,7 +104,8 @@ def expand_runs(study: dict) -> list[Run]:
             for seed in study_seeds(study):
                 seeded = (*overrides, f"seed={seed}") if seed is not None else overrides
                 suffix = f"_s{seed}" if seed is not None else ""
-                runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed))
+                runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed,
+                                f"{dataset['name']}/{name}"))
     return runs
 
 
@@ -168,6 +170,7 @@ def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: t
             print(f"[{i}/{len(runs)}] {run.name}: training")
             cfg.train.progress = cfg.train.progress and progress
             result = train(cfg, resume="auto")  # picks up an interrupted run's last.pt, if any
+        result = {**result, "run": run.group}
         results.append(result)
         if on_result:
             on_result(run, result)
@@ -197,9 +200,9 @@ def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_nod
 
 def gather_results(study_path: str | Path, out_dir: str | Path, extra: tuple[str, ...] = ()) -> list[dict]:
     """The results of this study's runs (its current configs) that have finished; nothing else in OUT."""
-    _, _, configs = study_configs(study_path, out_dir, extra)
-    files = [Path(cfg.output_dir) / "results.json" for cfg in configs]
-    return [json.loads(f.read_text()) for f in files if f.is_file()]
+    _, runs, configs = study_configs(study_path, out_dir, extra)
+    files = [(run, Path(cfg.output_dir) / "results.json") for run, cfg in zip(runs, configs, strict=True)]
+    return [{**json.loads(f.read_text()), "run": run.group} for run, f in files if f.is_file()]
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
