@@ -17,7 +17,7 @@ from torch import nn
 from actionbench import build_model, list_models
 from actionbench.engine import checkpoint as ckpt
 from actionbench.engine.distributed import DistInfo
-from actionbench.engine.evaluation import collect_view_logits
+from actionbench.engine.evaluation import collect_view_logits, shard_loader
 from actionbench.engine.trainer import _load_scaler
 from actionbench.models.layers import FrameBatchNorm2d, FrameSyncBatchNorm, convert_sync_batchnorm
 
@@ -134,8 +134,8 @@ def test_gathered_evaluation_payload_is_the_logits_not_the_batches():
         def __getitem__(self, i):
             return torch.zeros(3, 1, 2, 2, dtype=torch.uint8), 0, i, 0
 
-    logits, labels = collect_view_logits(Logits(), Clips(), batch_size=64, workers=0, device=torch.device("cpu"),
-                                         info=DistInfo())
+    loader = shard_loader(Clips(), batch_size=64, workers=0, device=torch.device("cpu"), info=DistInfo())
+    logits, labels = collect_view_logits(Logits(), loader, device=torch.device("cpu"), info=DistInfo())
     payload = len(pickle.dumps((logits, labels)))
     assert payload < 1.5 * 128 * 400 * 4  # the logits themselves, not 64 x every row's batch
 

@@ -60,6 +60,10 @@ class DataConfig:
     # where videos' frame indexes are kept so later epochs and runs skip building them: "auto"
     # ($XDG_CACHE_HOME/actionbench/video-index), a folder, or null (rebuilt for every clip)
     index_cache: str | None = "auto"
+    clip_timeout: float = 120.0  # seconds a clip may take to decode in a worker before it counts as a bad video
+    # how data-loader workers start: forkserver (default: from a clean single-threaded server, never from a process
+    # with threads, which can deadlock), spawn, or fork (fastest start, the old way)
+    worker_start: str = "forkserver"
 
 
 @dataclass
@@ -93,6 +97,7 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
     threads: int = 0  # intra-op threads per process; 0: the cores left after data.workers (or OMP_NUM_THREADS)
+    dist_timeout: float = 1800.0  # seconds any collective (and joining the group) may wait before failing
 
 
 @dataclass
@@ -254,6 +259,7 @@ def validate(cfg: Config) -> None:
                "train.amp": (cfg.train.amp, ("none", "bf16", "fp16")),
                "test.aggregate": (cfg.test.aggregate, ("logits", "softmax")),
                "test.preprocessing": (cfg.test.preprocessing, ("checkpoint", "config")),
+               "data.worker_start": (cfg.data.worker_start, ("forkserver", "spawn", "fork")),
                "model.channel_order": (cfg.model.channel_order, ("RGB", "BGR")),
                "device": (cfg.device, ("auto", "cpu", "cuda"))}
     for key, (value, allowed) in choices.items():

@@ -98,7 +98,8 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: in
     per_video = (a - b).mean(axis=0)  # over seeds
     samples = per_video[_resample_indices(len(per_video), resamples, seed)].mean(axis=1)
     low, high = _bounds(samples, level)
-    return {"difference": 100 * float(per_video.mean()), "low": 100 * low, "high": 100 * high,
+    clean = lambda v: round(100 * v, 10) + 0.0  # noqa: E731 (no -0.0 in reports)
+    return {"difference": clean(float(per_video.mean())), "low": clean(low), "high": clean(high),
             "significant": bool(low > 0 or high < 0)}
 
 

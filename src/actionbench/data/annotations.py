@@ -18,10 +18,12 @@ import csv
 import json
 import re
 import shlex
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from actionbench.errors import DataError
 
@@ -44,12 +46,80 @@ class VideoRecord:
     first_frame: int = 0  # 0-based index of the record's first frame in the video or folder (ibm lists)
 
 
+class RecordTable(Sequence):
+    """Records as columns: every path in one byte buffer with offsets, labels, frame ranges in integer arrays.
+
+    A list of 700k Python objects took 350 MB in the main process, and each data-loader worker's private memory
+    grew by 81 MB after touching a quarter of them once (reference counts dirty the copy-on-write pages); arrays
+    have no per-record objects to dirty (docs/performance.md). They are torch tensors so that `share_memory()`
+    lets worker processes started by forkserver or spawn receive them by handle instead of by copy. Indexing
+    gives a `VideoRecord`, made on demand.
+    """
+
+    def __init__(self, records: Iterable[VideoRecord] = ()) -> None:
+        records = list(records)
+        self._paths, self._path_offsets = _pack([r.path for r in records])
+        self._ids, self._id_offsets = _pack([r.video_id for r in records])
+        self._ints = torch.tensor([[r.label, -1 if r.num_frames is None else r.num_frames, r.first_frame]
+                                   for r in records], dtype=torch.int64).reshape(-1, 3)
+
+    def __len__(self) -> int:
+        return int(self._ints.shape[0])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return RecordTable(self[i] for i in range(*index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        label, frames, first = self._ints[index].tolist()
+        return VideoRecord(_unpack(self._paths, self._path_offsets, index), label,
+                           _unpack(self._ids, self._id_offsets, index), None if frames < 0 else frames, first)
+
+    def __iter__(self) -> Iterator[VideoRecord]:
+        return (self[i] for i in range(len(self)))
+
+    def __add__(self, other) -> RecordTable:
+        return RecordTable([*self, *other])
+
+    def __radd__(self, other) -> RecordTable:  # a list of records + a table
+        return RecordTable([*other, *self])
+
+    def labels(self) -> torch.Tensor:
+        return self._ints[:, 0]
+
+    def share_memory(self) -> RecordTable:
+        for tensor in (self._paths, self._path_offsets, self._ids, self._id_offsets, self._ints):
+            tensor.share_memory_()
+        return self
+
+
+def _pack(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    encoded = [t.encode() for t in texts]
+    offsets = torch.zeros(len(encoded) + 1, dtype=torch.int64)
+    if encoded:
+        offsets[1:] = torch.tensor([len(e) for e in encoded], dtype=torch.int64).cumsum(0)
+    buffer = torch.frombuffer(bytearray(b"".join(encoded)), dtype=torch.uint8) if offsets[-1] else \
+        torch.zeros(0, dtype=torch.uint8)
+    return buffer, offsets
+
+
+def _unpack(buffer: torch.Tensor, offsets: torch.Tensor, index: int) -> str:
+    start, end = offsets[index].item(), offsets[index + 1].item()
+    return buffer[start:end].numpy().tobytes().decode()
+
+
 @dataclass
 class Annotations:
-    records: list[VideoRecord]
+    records: RecordTable  # any sequence of VideoRecord given is stored as a RecordTable
     classes: list[str]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.records, RecordTable):
+            self.records = RecordTable(self.records)
 
     @property
     def num_classes(self) -> int:

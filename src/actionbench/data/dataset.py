@@ -15,9 +15,12 @@ can leave it out and report it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import tempfile
+import threading
 import uuid
 import weakref
 from pathlib import Path
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from actionbench.data.annotations import Annotations, VideoRecord, load_annotations
+from actionbench.data.annotations import Annotations, RecordTable, VideoRecord, load_annotations
 from actionbench.data.decode import VideoDecodeError, open_video
 from actionbench.data.sampling import clip_indices
 from actionbench.data.transforms import MULTI_SCALES, TestTransform, TrainTransform
@@ -59,11 +62,13 @@ class VideoClipDataset(Dataset):
         bad_video_log: str | Path | None = None,
         normalize: bool = True,
         index_cache: str | Path | None = None,
+        clip_timeout: float = 0.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.records = list(records.records if isinstance(records, Annotations) else records)
-        if not self.records:
+        given = records.records if isinstance(records, Annotations) else records
+        self.records = given if isinstance(given, RecordTable) else RecordTable(given)
+        if not len(self.records):
             raise ValueError("the dataset has no videos")
         self.classes = records.classes if isinstance(records, Annotations) else None
         self.root = Path(root)
@@ -83,6 +88,7 @@ class VideoClipDataset(Dataset):
             weakref.finalize(self, _remove_owned_log, bad_video_log, os.getpid())
         self.bad_video_log = Path(bad_video_log)
         self.index_cache = index_cache  # folder keeping the videos' frame indexes across epochs (decode.py)
+        self.clip_timeout = clip_timeout  # seconds a clip may take to decode before it counts as a bad video
         self._frame_counts: dict[int, int] = {}
         self._logged: set[str] = set()
 
@@ -106,7 +112,11 @@ class VideoClipDataset(Dataset):
         return path if path.is_absolute() else self.root / path
 
     def load_clip(self, video_index: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
-        """Decode the frames of one clip, uint8 (T, H, W, 3)."""
+        """Decode the frames of one clip, uint8 (T, H, W, 3), within `clip_timeout` seconds."""
+        with time_budget(self.clip_timeout, self.path_of(self.records[video_index])):
+            return self._load_clip(video_index, clip_index, rng)
+
+    def _load_clip(self, video_index: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
         record = self.records[video_index]
         with open_video(self.path_of(record), index_cache=self.index_cache) as reader:
             count = self._frame_counts.get(video_index)
@@ -154,7 +164,9 @@ class VideoClipDataset(Dataset):
                 dtype = torch.float32 if self.transform.normalize else torch.uint8
                 return torch.zeros(3, self.num_frames, size, size, dtype=dtype), -1, video_index, view
             return self.transform(frames, crop_index), record.label, video_index, view
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        epoch, index = divmod(index, len(self)) if index >= len(self) else (self.epoch, index)  # epoch * len + i
+        video_index = index
+        rng = np.random.default_rng([self.seed, epoch, index])
         for _ in range(len(self.records)):
             record = self.records[video_index]
             try:
@@ -166,6 +178,40 @@ class VideoClipDataset(Dataset):
             clip, label = self.transform(frames, record.label, rng)
             return clip, label, video_index, 0
         raise RuntimeError(f"no readable video found in {len(self.records)} attempts; see {self.bad_video_log}")
+
+
+class ClipTimeout(VideoDecodeError):
+    """A clip took longer than its time budget to decode (a stuck or pathological file)."""
+
+
+_budget_active = False
+
+
+def _on_alarm(signum, frame) -> None:
+    if _budget_active:  # only inside a clip's decoding: a late alarm must not hit anything else
+        raise ClipTimeout("decoding took longer than data.clip_timeout")
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float, path: Path):
+    """Raise ClipTimeout (a bad video, then) when the block runs longer than `seconds`; a no-op without a budget or
+    off the main thread (signals reach only it; data-loader workers decode on theirs). Decoding returns to Python
+    between packets and frames, where the alarm interrupts it."""
+    global _budget_active
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    _budget_active = True
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except ClipTimeout:
+        raise ClipTimeout(f"{path}: decoding took longer than {seconds:g} s (data.clip_timeout)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _budget_active = False
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _remove_owned_log(path: Path, creator: int) -> None:

@@ -56,8 +56,20 @@ def _copy_rgb(frame, dest: np.ndarray) -> None:
     dest[...] = rows[:, : plane.width * 3].reshape(plane.height, plane.width, 3)
 
 
+# What a header may claim before we refuse to decode: 8192 x 8192 pixels a frame (8K is 7680 x 4320) and two
+# million frames (18 hours at 30 fps); a damaged or hostile file claiming more would exhaust memory.
+MAX_PIXELS = 8192 * 8192
+MAX_FRAMES = 2_000_000
+
+
 class VideoDecodeError(RuntimeError):
     """A video that cannot be read; the message names the path and the reason."""
+
+
+def _check_pixels(file: str, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise VideoDecodeError(f"{file}: its header claims {width}x{height} pixels, more than the {MAX_PIXELS} "
+                               "actionbench decodes (a damaged or hostile file?)")
 
 
 def _resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -111,6 +123,11 @@ class VideoReader(_ClipReader):
             self.close()
             raise VideoDecodeError(f"{self.path}: no video stream")
         self._stream = self._container.streams.video[0]
+        width, height = self._stream.codec_context.width, self._stream.codec_context.height
+        if width * height > MAX_PIXELS:
+            self.close()
+            raise VideoDecodeError(f"{self.path}: its header claims {width}x{height} pixels a frame, more than the "
+                                   f"{MAX_PIXELS} actionbench decodes (a damaged or hostile file?)")
         self._stream.thread_count = threads
         self.short_side = short_side
         self.skip_nonref = skip_nonref
@@ -133,6 +150,9 @@ class VideoReader(_ClipReader):
         self._pts, self._keyframe_pts = index or self._demux_index()
         if not self._pts:
             raise VideoDecodeError(f"{self.path}: no video frames")
+        if len(self._pts) > MAX_FRAMES:
+            raise VideoDecodeError(f"{self.path}: {len(self._pts)} frames, more than the {MAX_FRAMES} actionbench "
+                                   "indexes (a damaged or hostile file?)")
 
     def _demux_index(self) -> tuple[list[int], list[int]]:
         """(display timestamps, keyframes' timestamps), sorted, from every packet of the file."""
@@ -144,6 +164,9 @@ class VideoReader(_ClipReader):
                         self._seekable = False  # timestamps missing: only sequential decoding is exact
                     continue
                 frames.append((packet.pts, packet.is_keyframe))
+                if len(frames) > MAX_FRAMES:  # stop before the index itself exhausts memory
+                    raise VideoDecodeError(f"{self.path}: more than {MAX_FRAMES} frames (a damaged or hostile "
+                                           "file?)")
         except Exception as exc:  # av errors on broken files
             raise VideoDecodeError(f"{self.path}: cannot demux ({exc})") from exc
         frames.sort()
@@ -159,6 +182,11 @@ class VideoReader(_ClipReader):
         self._container.close()
         self._container = av.open(self.path)
         self._stream = self._container.streams.video[0]
+        width, height = self._stream.codec_context.width, self._stream.codec_context.height
+        if width * height > MAX_PIXELS:
+            self.close()
+            raise VideoDecodeError(f"{self.path}: its header claims {width}x{height} pixels a frame, more than the "
+                                   f"{MAX_PIXELS} actionbench decodes (a damaged or hostile file?)")
         self._stream.thread_count = threads
 
     def close(self) -> None:
@@ -440,6 +468,8 @@ class FrameFolderReader(_ClipReader):
             try:
                 import simplejpeg
 
+                height, width = simplejpeg.decode_jpeg_header(data)[:2]
+                _check_pixels(file, width, height)
                 if dest is not None and not self.short_side and self._fits(simplejpeg, data, dest):
                     # Decoding straight into the clip saves an allocation and a copy per frame (measured 1.7x).
                     return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=dest)
@@ -452,7 +482,11 @@ class FrameFolderReader(_ClipReader):
             from PIL import Image
 
             try:
-                image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                opened = Image.open(io.BytesIO(data))
+                _check_pixels(file, *opened.size)
+                image = np.asarray(opened.convert("RGB"))
+            except VideoDecodeError:
+                raise
             except Exception as exc:
                 raise VideoDecodeError(f"{file}: cannot decode image ({exc})") from exc
         if self.short_side:

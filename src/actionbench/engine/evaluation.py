@@ -8,6 +8,7 @@ by (video, view), so no sample is counted twice whatever the world size. Videos 
 from __future__ import annotations
 
 import csv
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +29,38 @@ def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Te
     return clips
 
 
-@torch.no_grad()
-def collect_view_logits(model, dataset, *, batch_size: int, workers: int, device: torch.device, info: DistInfo,
-                        autocast=None, progress=None) -> tuple[dict, dict]:
-    """{(video, view): logits} and {video: label} for the whole dataset, on every rank."""
-    model.eval()
+def make_loader(dataset, *, batch_size: int, workers: int, device: torch.device, sampler=None,
+                worker_start: str = "forkserver", seed: int = 0) -> DataLoader:
+    """A DataLoader whose workers start from a clean process (forkserver; never a fork of a process with threads,
+    which can deadlock in the child: the gloo group's, TensorBoard's, the feeder threads of earlier loaders) and
+    stay alive across epochs and evaluations (persistent), so a long run starts them once per loader, not
+    thousands of times. Its own generator leaves the global RNG (dropout, exact resume) untouched."""
+    options = {}
+    if workers > 0:
+        context = multiprocessing.get_context(worker_start)
+        if worker_start == "forkserver":
+            context.set_forkserver_preload(["actionbench.data.dataset"])  # workers start with torch imported
+        records = getattr(getattr(dataset, "dataset", dataset), "records", None)
+        if records is not None and hasattr(records, "share_memory"):
+            records.share_memory()  # workers get the record columns by handle, not a copy each
+        options = {"multiprocessing_context": context, "persistent_workers": True}
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, shuffle=False,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed), **options)
+
+
+def shard_loader(dataset, *, batch_size: int, workers: int, device: torch.device, info: DistInfo,
+                 worker_start: str = "forkserver") -> DataLoader:
+    """An evaluation loader of this rank's share of `dataset` (every view exactly once across ranks); keep it for
+    the next evaluation of the same data (its workers persist)."""
     shard = Subset(dataset, shard_indices(len(dataset), info.rank, info.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, shuffle=False,
-                        pin_memory=device.type == "cuda",
-                        generator=torch.Generator())  # leaves the global RNG (dropout, resume) untouched
+    return make_loader(shard, batch_size=batch_size, workers=workers, device=device, worker_start=worker_start)
+
+
+@torch.no_grad()
+def collect_view_logits(model, loader: DataLoader, *, device: torch.device, info: DistInfo, autocast=None,
+                        progress=None) -> tuple[dict, dict]:
+    """{(video, view): logits} and {video: label} over a `shard_loader`'s dataset, on every rank."""
+    model.eval()
     logits: dict[tuple[int, int], np.ndarray] = {}
     labels: dict[int, int] = {}
     for clips, targets, videos, views in (progress(loader) if progress else loader):

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 
 from actionbench import statistics
 from actionbench.config import Config, ConfigError, save_config, to_dict
@@ -33,12 +32,15 @@ from actionbench.engine.distributed import (
     cleanup_distributed,
     gather_objects,
     init_distributed,
+    job_value,
 )
 from actionbench.engine.evaluation import (
     accuracy_intervals,
     accuracy_metrics,
     aggregate_videos,
     collect_view_logits,
+    make_loader,
+    shard_loader,
     to_model_input,
     write_confusion,
     write_predictions,
@@ -113,7 +115,7 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
         short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
         seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
         normalize=False,  # uint8 through the workers and to the device; `to_model_input` normalises there
-        index_cache=resolve_index_cache(d.index_cache),
+        index_cache=resolve_index_cache(d.index_cache), clip_timeout=d.clip_timeout,
     )
 
 
@@ -198,8 +200,11 @@ def evaluate_run(cfg: Config, model: nn.Module, classes: list[str], info: DistIn
     for level, mode, list_file in (("clip", "val", cfg.data.val_list), ("video", "test", test_list)):
         ann = load_split(cfg, list_file, classes)
         dataset = make_dataset(cfg, ann, list_file, mode, model, bad_video_log)
-        logits, labels = collect_view_logits(model, dataset, batch_size=batch, workers=cfg.data.workers,
-                                             device=device, info=info, autocast=autocast, progress=progress)
+        loader = shard_loader(dataset, batch_size=batch, workers=cfg.data.workers, device=device, info=info,
+                              worker_start=cfg.data.worker_start)
+        logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast,
+                                             progress=progress)
+        del loader  # its worker processes end here
         scores, truth, bad = aggregate_videos(logits, labels, cfg.test.aggregate)
         metrics = accuracy_metrics(scores, truth, len(classes))
         results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
@@ -224,10 +229,14 @@ def train(cfg: Config, *, resume: bool | str | None = None, overwrite: bool = Fa
     """
     retain_freed_memory()
     device = resolve_device(cfg.device)
-    info = init_distributed(device.type)
+    info = init_distributed(device.type, cfg.train.dist_timeout)
+    resume = cfg.train.resume if resume is None else resume
+    if info.restart:  # torchrun restarted the job after losing a rank: continue the run the first attempt began
+        resume, overwrite = "auto", True
+        cfg.output_dir = cfg.output_dir or job_value("run_dir") or ""
     try:
         set_threads(cfg, info)
-        return _train(cfg, device, info, cfg.train.resume if resume is None else resume, overwrite)
+        return _train(cfg, device, info, resume, overwrite)
     finally:
         cleanup_distributed()
 
@@ -259,6 +268,8 @@ def _shared_run_dir(cfg: Config, info: DistInfo, resume: bool | str, overwrite: 
         raise outcome
     run_dir, resuming = outcome
     cfg.output_dir = str(run_dir)
+    if info.is_main and info.enabled:
+        job_value("run_dir", str(run_dir))  # where a restarted attempt continues
     return run_dir, resuming
 
 
@@ -291,7 +302,8 @@ def _train(cfg: Config, device: torch.device, info: DistInfo, resume: bool | str
     train_ds = make_dataset(cfg, train_ann, cfg.data.train_list, "train", model, bad_log)
     val_ann = load_split(cfg, cfg.data.val_list, classes)
     val_ds = make_dataset(cfg, val_ann, cfg.data.val_list, "val", model, bad_log)
-    if info.is_main and _same_file(cfg.data.val_list, cfg.data.test_list or cfg.data.val_list):
+    selects = cfg.optim.epochs > cfg.train.eval_every  # more than one validation: best.pt is a selection
+    if selects and info.is_main and _same_file(cfg.data.val_list, cfg.data.test_list or cfg.data.val_list):
         log.warning("best.pt is chosen on %s, which is also the test list: its test accuracy is optimistic "
                     "(give data.test_list another split)", cfg.data.val_list)
     global_batch = cfg.data.batch_size
@@ -347,9 +359,12 @@ def _train(cfg: Config, device: torch.device, info: DistInfo, resume: bool | str
                              "train_seconds": spent["seconds"] + time.time() - started,
                              "clips_seen": spent["clips"], "pending_validation": pending}, path)
 
+    val_loader = shard_loader(val_ds, batch_size=max(1, cfg.data.batch_size // info.world_size),
+                              workers=cfg.data.workers, device=device, info=info, worker_start=cfg.data.worker_start)
+
     def validate(epoch: int) -> None:
         nonlocal best_top1
-        top1 = _validate(model, val_ds, cfg, info, device, autocast)
+        top1 = _validate(model, val_loader, info, device, autocast)
         logger.log(step, **{"val/clip_top1": top1, "epoch": epoch})
         if info.is_main:
             progress.console.print(f"epoch {epoch}: val clip top-1 {top1:.2f}%")
@@ -362,16 +377,13 @@ def _train(cfg: Config, device: torch.device, info: DistInfo, resume: bool | str
     with progress, StopSignals(info) as stop:
         if pending_validation:  # stopped between an epoch's end and its validation
             validate(start_epoch)
+        sampler = GlobalBatchSampler(len(train_ds), global_batch, seed=cfg.seed, rank=info.rank,
+                                     world_size=info.world_size)
+        loader = make_loader(train_ds, batch_size=global_batch // info.world_size, workers=cfg.data.workers,
+                             device=device, sampler=sampler, worker_start=cfg.data.worker_start, seed=cfg.seed)
         for epoch in range(start_epoch, cfg.optim.epochs):
-            train_ds.set_epoch(epoch)
             first = start_batch if epoch == start_epoch else 0
-            sampler = GlobalBatchSampler(len(train_ds), global_batch, seed=cfg.seed, epoch=epoch, rank=info.rank,
-                                         world_size=info.world_size, start_batch=first)
-            # The loader gets its own generator: creating an iterator must not draw from the global RNG, which
-            # dropout uses and which checkpoints save (exact resume).
-            loader = DataLoader(train_ds, batch_size=global_batch // info.world_size, sampler=sampler,
-                                num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            sampler.set_epoch(epoch, first)  # the indices carry the epoch to the (persistent) workers
             model.train()
             if cfg.train.freeze_bn:
                 _freeze_bn(model)
@@ -427,6 +439,7 @@ def _train(cfg: Config, device: torch.device, info: DistInfo, resume: bool | str
             if validating:
                 validate(epoch + 1)
         train_seconds = spent["seconds"] + time.time() - started
+        loader = val_loader = None  # the training's worker processes end before the final test starts its own
         results = evaluate_run(cfg, core, classes, info, device, bad_log, outputs=run_outputs(run_dir, "final"))
     logger.close()
     results = _results_record(cfg, classes, results, train_seconds, spent["clips"], train_ds.bad_video_summary())
@@ -524,9 +537,8 @@ def _load_scaler(scaler: torch.amp.GradScaler, saved: dict | None) -> None:
         log.warning("the checkpoint was written without fp16 loss scaling; the loss scale starts afresh")
 
 
-def _validate(model, dataset, cfg, info, device, autocast) -> float:
-    logits, labels = collect_view_logits(model, dataset, batch_size=max(1, cfg.data.batch_size // info.world_size),
-                                         workers=cfg.data.workers, device=device, info=info, autocast=autocast)
+def _validate(model, loader, info, device, autocast) -> float:
+    logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast)
     scores, truth, _ = aggregate_videos(logits, labels)
     return float(accuracy_metrics(scores, truth, int(scores.shape[1]) if len(scores) else 1)["top1"])
 
@@ -546,4 +558,5 @@ def _results_record(cfg: Config, classes: list[str], metrics: dict, train_time: 
         "train_list": cfg.data.train_list, "val_list": cfg.data.val_list,
         "test_list": cfg.data.test_list or cfg.data.val_list, "seed": cfg.seed,
         "deterministic": cfg.train.deterministic, "output_dir": str(cfg.output_dir),
+        "best_selected": cfg.optim.epochs > cfg.train.eval_every,  # best.pt picked among several validations
     }

@@ -203,7 +203,7 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
     rows = group_results(results)
     comparisons = compare_groups(rows)
     paragraphs = [*(paragraphs or []), *findings(rows, comparisons)]
-    same = sorted({r.get("test_list", "") for r in results if r.get("val_is_test")})
+    same = sorted({r.get("test_list", "") for r in results if r.get("val_is_test") and r.get("best_selected", True)})
     if same:
         paragraphs.append(f"Warning: best.pt was chosen on the list that is also the test list ({', '.join(same)}); "
                           "test accuracies of best.pt would be optimistic (the table's come from the final weights, "
