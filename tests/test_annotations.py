@@ -1,11 +1,13 @@
 """Annotation formats as downloaded, error messages, Mini-datasets."""
 
 import json
+import pickle
+from pathlib import Path
 
 import pytest
 
 from actionbench.cli import main
-from actionbench.data.annotations import AnnotationError, load_annotations, make_mini
+from actionbench.data.annotations import AnnotationError, RecordTable, VideoRecord, load_annotations, make_mini
 
 
 def test_list_file_with_indices_names_and_tsn_frame_counts(tmp_path):
@@ -36,6 +38,21 @@ def test_malformed_lines_and_unknown_labels_name_file_and_line(tmp_path):
     (tmp_path / "c.txt").write_text("a.mp4 run\nb.mp4 jump\n")
     with pytest.raises(AnnotationError, match=r"c.txt:2: unknown label 'jump'"):
         load_annotations(tmp_path / "c.txt")
+    # blank lines (the fast path counts lines again for the message) and comments (the quoting path)
+    (tmp_path / "gaps.txt").write_text("\na.mp4 run\n\n   \nb.mp4 run\nc.mp4 jump\n")
+    with pytest.raises(AnnotationError, match=r"gaps.txt:6: unknown label 'jump'"):
+        load_annotations(tmp_path / "gaps.txt")
+    (tmp_path / "notes.txt").write_text("# clips\n\n'a b.mp4' 0\nlonely\n")
+    with pytest.raises(AnnotationError, match=r"notes.txt:4: expected 'path label'"):
+        load_annotations(tmp_path / "notes.txt")
+
+
+def test_record_ids_are_stems_unless_given(tmp_path):
+    (tmp_path / "l.txt").write_text("v/a.b.mp4 0\nframes/clip7/ 1\n.hidden 0\n")
+    records = load_annotations(tmp_path / "l.txt").records
+    assert [r.video_id for r in records] == [Path(r.path).stem for r in records] == ["a.b", "clip7", ".hidden"]
+    table = RecordTable([VideoRecord("x/y.mp4", 1, "yt_id")]).share_memory()
+    assert table[0].video_id == "yt_id" and pickle.loads(pickle.dumps(table))[0] == table[0]
 
 
 def test_kinetics_csv_resolves_files_in_any_layout(tmp_path):
