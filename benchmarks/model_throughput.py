@@ -2,7 +2,7 @@
 
 Run by hand (not a test):
     python benchmarks/model_throughput.py [--batches 1 4 8] [--rounds 3] [--channels-last] [--device cpu|cuda]
-        [--models tsn_resnet50 tsm_resnet50 tam_resnet50] [--allocator retain|default]
+        [--models tsn_resnet50 tsm_resnet50 tam_resnet50] [--allocator retain|default] [--profile]
 
 Every round measures every model, inference then a training step (forward, backward, SGD step), at every batch
 size, interleaved, so that a machine whose speed drifts (ours flips by up to 1.5x within seconds) hits all alike;
@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--allocator", choices=("retain", "default"), default="retain")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: torch.profiler of one training step per model and batch, the ops "
+                             "with the most self CPU time and the memory they allocate")
     args = parser.parse_args()
     if args.allocator == "default":  # what actionbench's commands (and measure_throughput) otherwise change
         os.environ["ACTIONBENCH_MALLOC"] = "default"
@@ -44,6 +47,9 @@ def main() -> None:
     models = {name: build_model(name, 87, args.frames).to(args.device) for name in args.models}
     if args.channels_last:
         models = {name: m.to(memory_format=torch.channels_last) for name, m in models.items()}
+    if args.profile:
+        profile_steps(models, args)
+        return
     speeds: dict[tuple, list[float]] = {}
     for r in range(args.rounds):
         for batch in args.batches:
@@ -78,6 +84,28 @@ def main() -> None:
     for batch in args.batches:
         print(f"| {batch} | " + " | ".join(f"{summary[(batch, mode, n)]:.2f}" for n in others
                                            for mode in ("inference", "train")) + " |")
+
+
+def profile_steps(models: dict, args: argparse.Namespace, rows: int = 8) -> None:
+    """Where a training step's time goes: per op, self CPU time per step and the bytes it allocates (two profiled
+    steps after two warm-up steps; the profiler's own cost per op call inflates designs with many small ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for batch in args.batches:
+        for name, model in models.items():
+            steps = 2
+            measure_throughput(model, batch, args.frames, args.size, args.device, "train", warmup=2, iters=0)
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                measure_throughput(model, batch, args.frames, args.size, args.device, "train", warmup=0,
+                                   iters=steps)
+            ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in ops) / 1e3 / steps
+            print(f"\n{name}, batch {batch}: training step {total:.0f} ms of self CPU time")
+            print("| op | self CPU ms per step | calls per step | net allocated MB per step |")
+            print("|---|---:|---:|---:|")
+            for e in ops[:rows]:
+                print(f"| {e.key} | {e.self_cpu_time_total / 1e3 / steps:.1f} | {e.count // steps} | "
+                      f"{max(e.self_cpu_memory_usage, 0) / 2**20 / steps:.0f} |")
 
 
 if __name__ == "__main__":

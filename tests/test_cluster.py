@@ -83,10 +83,12 @@ def test_a_rank_killed_twice_under_torchrun_ends_with_the_uninterrupted_weights(
 
 
 def test_hundreds_of_loaders_in_a_process_with_threads_never_hang(data, tmp_path):
-    """Forking a process that has threads can deadlock the child; loaders' workers start from a forkserver."""
+    """Forking a process that has threads can deadlock the child; loaders' workers start from a forkserver.
+    The process holds what a training holds: a gloo group, a TensorBoard writer, busy threads, and the previous
+    loader's feeder threads while the next loader starts; 100 loaders x 3 passes = 300 iterators drained."""
     script = tmp_path / "soak.py"
     script.write_text(f"""
-import threading, time, torch
+import threading, torch, torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from actionbench.data.dataset import build_dataset
 from actionbench.engine.distributed import DistInfo
@@ -99,16 +101,22 @@ def busy(stop, writer):  # threads holding locks while loaders start: a logger, 
         torch.zeros(1000).sum()
 
 if __name__ == "__main__":  # workers started by a forkserver import the main module: the usual guard
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)  # its threads run throughout
     stop = threading.Event()
     writer = SummaryWriter({str(tmp_path / 'tb')!r})
     threads = [threading.Thread(target=busy, args=(stop, writer), daemon=True) for _ in range(3)]
     for t in threads: t.start()
     dataset = build_dataset({str(data['val'])!r}, num_frames=2, size=16, scale_size=16, mode="val", normalize=False)
-    for i in range(120):
+    previous = None
+    for i in range(100):
         loader = shard_loader(dataset, batch_size=16, workers=2, device=torch.device("cpu"), info=DistInfo())
-        assert sum(len(batch[1]) for batch in loader) == len(dataset)
-        del loader
-    stop.set(); writer.close()
+        for _ in range(3):  # persistent workers: an iterator per pass, as epochs and evaluations do
+            assert sum(len(batch[1]) for batch in loader) == len(dataset)
+            dist.barrier()
+        previous = iter(loader)  # keeps its workers and feeder threads alive while the next loader starts
+        next(previous)
+    del previous
+    stop.set(); writer.close(); dist.destroy_process_group()
     print("done")
 """)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}

@@ -194,6 +194,16 @@ def test_tsm_and_tam_gradients_are_exact():
     assert torch.autograd.gradcheck(TemporalShift(), (x,))
     weight = torch.randn(16, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: TemporalAggregation.function(x, w), (x, weight))
+    # channels_last activations take their own weight-gradient path (per frame, no batched matmul over channels)
+    x_last = x.detach().flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 4))
+    assert x_last.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(lambda x, w: TemporalAggregation.function(x, w), (x_last.requires_grad_(), weight))
+    grads = []
+    for v in (x, x_last):
+        weight.grad = None
+        (TemporalAggregation.function(v, weight) * torch.arange(v.numel()).reshape(v.shape).cos()).sum().backward()
+        grads.append(weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
 
 
 def test_tsm_resnet101_shifts_every_other_block_as_the_tsm_code():

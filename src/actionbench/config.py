@@ -222,19 +222,25 @@ def update_config(cfg: Config, values: dict) -> Config:
     return cfg
 
 
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
+    """The YAML mapping in `path`; a ConfigError naming the file when it is missing, not YAML or not a mapping."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the YAML file (if any), then `key=value` overrides, each checked against the schema."""
     cfg = Config()
     if path:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        values = read_yaml_mapping(path, "config file", "a mapping at the top level")
         base = values.pop("base", None)
         if base:  # a preset may build on another: `base: other.yaml` (relative to this file)
             cfg = load_config(path.parent / base)

@@ -30,9 +30,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from actionbench.config import Config, ConfigError, apply_overrides, load_config, to_dict
+from actionbench.config import Config, ConfigError, apply_overrides, load_config, read_yaml_mapping, to_dict
 from actionbench.engine.rundir import PATH_KEYS, RESUME_MAY_CHANGE, absolute_paths, flat
 
 _STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats"}
@@ -66,14 +64,7 @@ def _short(key: str, value) -> str:
 
 def load_study(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {path} does not exist")
-    try:
-        study = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(study, dict):
-        raise ConfigError(f"{path}: expected a mapping with {', '.join(sorted(_STUDY_KEYS))}")
+    study = read_yaml_mapping(path, "study file", f"a mapping with {', '.join(sorted(_STUDY_KEYS))}")
     unknown = set(study) - _STUDY_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown study keys {sorted(unknown)} ({', '.join(sorted(_STUDY_KEYS))})")
