@@ -113,6 +113,17 @@ def test_demo_finding_is_computed_from_the_significance_of_the_numbers(tmp_path)
     assert "did NOT show" in reversal[-1]
 
 
+def test_demo_difference_seen_from_the_other_model_keeps_its_interval_and_prints_no_negative_zero():
+    from actionbench.study.demo import _versus
+
+    row = {"dataset": "appearance", "a": "tsn_resnet18", "b": "i3d_resnet18", "difference": 10.0, "ci_low": 0.0,
+           "ci_high": 20.0, "significant": False}
+    seen = _versus([row], "appearance", "i3d_resnet18", "tsn_resnet18")
+    assert seen == {"difference": -10.0, "low": -20.0, "high": 0.0, "significant": False}
+    assert f"{seen['high']:.1f}" == "0.0"
+    assert _versus([row], "temporal", "i3d_resnet18", "tsn_resnet18") is None
+
+
 def test_reversal_accuracy(tmp_path):
     from actionbench.study.demo import reversal_accuracy
 

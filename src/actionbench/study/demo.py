@@ -49,8 +49,10 @@ def _versus(comparisons: list[dict], dataset: str, model: str, baseline: str) ->
         if c["dataset"] != dataset or {c["a"], c["b"]} != {model, baseline}:
             continue
         sign = 1 if c["a"] == model else -1
-        low, high = sorted((sign * c["ci_low"], sign * c["ci_high"]))
-        return {"difference": sign * c["difference"], "low": low, "high": high, "significant": c["significant"]}
+        # + 0.0: a bound of 0 negated would print as "-0.0"
+        low, high = sorted((sign * c["ci_low"] + 0.0, sign * c["ci_high"] + 0.0))
+        return {"difference": sign * c["difference"] + 0.0, "low": low, "high": high,
+                "significant": c["significant"]}
     return None
 
 
