@@ -88,6 +88,19 @@ def test_synthetic_temporal_pairs_are_time_reversals(synthetic):
     assert len(lines) == 4 * 4 and (synthetic["root"] / lines[0].split()[0]).stat().st_size > 0
 
 
+def test_synthetic_videos_encode_to_the_same_bytes_every_time(tmp_path):
+    from actionbench.data.synthetic import VideoSpec, encode_mp4, render
+
+    # videos whose bytes changed from one encode to the next with x264's macroblock tree on
+    for kind, label, index in (("appearance", 0, 2), ("appearance", 0, 21), ("temporal", 0, 5), ("temporal", 3, 12)):
+        frames = render(VideoSpec(kind, label, index, 1, 16, 64))
+        encoded = set()
+        for attempt in range(8):
+            encode_mp4(frames, tmp_path / f"{attempt}.mp4")
+            encoded.add((tmp_path / f"{attempt}.mp4").read_bytes())
+        assert len(encoded) == 1, (kind, label, index)
+
+
 def test_index_cache_is_filled_once_per_video_and_auto_uses_the_cache_home(synthetic, tmp_path, monkeypatch):
     from actionbench.data.decode import resolve_index_cache
 

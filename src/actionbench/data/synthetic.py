@@ -140,7 +140,9 @@ def render(spec: VideoSpec) -> np.ndarray:
 
 
 def encode_mp4(frames: np.ndarray, path: str | Path, fps: int = 12) -> None:
-    """Encode RGB frames as H.264 (yuv420p, GOP 8, single-threaded so that bytes are reproducible)."""
+    """Encode RGB frames as H.264 (yuv420p, GOP 8) to the same bytes every time: single-threaded and without
+    x264's macroblock tree, which at these tiny sizes gave different bytes for about one video in ten when the same
+    frames were encoded again in one process (measured: 21 of 224 videos over 6 encodes each; none with mbtree=0)."""
     import av
 
     with av.open(str(path), "w") as container:
@@ -148,7 +150,7 @@ def encode_mp4(frames: np.ndarray, path: str | Path, fps: int = 12) -> None:
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "18",
-                          "x264-params": "threads=1:keyint=8:min-keyint=8:scenecut=0"}
+                          "x264-params": "threads=1:keyint=8:min-keyint=8:scenecut=0:mbtree=0"}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
