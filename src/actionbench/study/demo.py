@@ -146,7 +146,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10,
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the videos, training and bootstrap (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the videos and the training (default 0)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
     parser.add_argument("--videos-per-class", type=int, default=DEMO_VIDEOS_PER_CLASS,
                         help=f"a quarter of them for testing (default {DEMO_VIDEOS_PER_CLASS})")
