@@ -450,12 +450,14 @@ def holdout_split(annotations: Annotations, fraction: float, seed: int, part: st
     if not 0 < fraction < 1:
         raise ValueError(f"data.val_fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
-    chosen = []
+    labels = annotations.records.labels().numpy()  # the column: no record object per video and class
+    keep = np.zeros(len(labels), dtype=bool)
     for label in range(annotations.num_classes):
-        members = [i for i, r in enumerate(annotations.records) if r.label == label]
-        held = set(rng.permutation(members)[: round(len(members) * fraction)].tolist())
-        chosen += [i for i in members if (i in held) == (part == "val")]
-    return replace(annotations, records=[annotations.records[i] for i in sorted(chosen)])
+        members = np.flatnonzero(labels == label)
+        keep[rng.permutation(members)[: round(len(members) * fraction)]] = True
+    if part != "val":
+        keep = ~keep
+    return replace(annotations, records=[annotations.records[i] for i in np.flatnonzero(keep).tolist()])
 
 
 def load_annotations(path: str | Path, format: str | None = None, *, root: str | Path | None = None,
