@@ -68,8 +68,8 @@ class VideoDecodeError(RuntimeError):
 
 def _check_pixels(file: str, width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
-        raise VideoDecodeError(f"{file}: its header claims {width}x{height} pixels, more than the {MAX_PIXELS} "
-                               "actionbench decodes (a damaged or hostile file?)")
+        raise VideoDecodeError(f"{file}: its header claims {width}x{height} pixels a frame, more than the "
+                               f"{MAX_PIXELS} actionbench decodes (a damaged or hostile file?)")
 
 
 def _resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -122,13 +122,7 @@ class VideoReader(_ClipReader):
         if not self._container.streams.video:
             self.close()
             raise VideoDecodeError(f"{self.path}: no video stream")
-        self._stream = self._container.streams.video[0]
-        width, height = self._stream.codec_context.width, self._stream.codec_context.height
-        if width * height > MAX_PIXELS:
-            self.close()
-            raise VideoDecodeError(f"{self.path}: its header claims {width}x{height} pixels a frame, more than the "
-                                   f"{MAX_PIXELS} actionbench decodes (a damaged or hostile file?)")
-        self._stream.thread_count = threads
+        self._use_stream(threads)
         self.short_side = short_side
         self.skip_nonref = skip_nonref
         # A seek (after draining the decoder) costs about as much as decoding a few frames forward: 0 and 4 measured
@@ -175,19 +169,24 @@ class VideoReader(_ClipReader):
     def __len__(self) -> int:
         return len(self._pts)
 
+    def _use_stream(self, threads: int) -> None:
+        """Decode the first video stream with `threads`, unless its header claims frames too large to hold."""
+        self._stream = self._container.streams.video[0]
+        codec = self._stream.codec_context
+        try:
+            _check_pixels(self.path, codec.width, codec.height)
+        except VideoDecodeError:
+            self.close()
+            raise
+        self._stream.thread_count = threads
+
     def _reopen(self) -> None:
         import av
 
         threads = self._stream.thread_count
         self._container.close()
         self._container = av.open(self.path)
-        self._stream = self._container.streams.video[0]
-        width, height = self._stream.codec_context.width, self._stream.codec_context.height
-        if width * height > MAX_PIXELS:
-            self.close()
-            raise VideoDecodeError(f"{self.path}: its header claims {width}x{height} pixels a frame, more than the "
-                                   f"{MAX_PIXELS} actionbench decodes (a damaged or hostile file?)")
-        self._stream.thread_count = threads
+        self._use_stream(threads)
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
