@@ -135,6 +135,7 @@ def test_a_copied_run_tests_predicts_and_resumes_in_place(data, finished, tmp_pa
     assert len(written) == 1 and (copy / written[0].replace("test_", "predictions_").replace(".json", ".csv")).is_file()
     result = json.loads((copy / written[0]).read_text())
     assert result["checkpoint"] == str(copy / "last.pt") and result["evaluation"]["test.num_clips"] == 2
+    assert result["checkpoint_sha256"] == hashlib.sha256((copy / "last.pt").read_bytes()).hexdigest()
     assert main(["train", str(copy), "--resume"]) == 0  # finished: re-evaluated, in the copy
     assert json.loads((copy / "results.json").read_text())["output_dir"] == str(copy)
     assert _hashes(finished) == before

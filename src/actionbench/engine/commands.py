@@ -83,6 +83,7 @@ def _test(args) -> int:
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
     from actionbench.engine.rundir import absolute_paths, flat
     from actionbench.engine.trainer import evaluate_run, resolve_device, run_outputs, set_threads
+    from actionbench.models.weights import file_sha256
 
     split_overrides(args, ("run",))
     run_path = Path(args.run)
@@ -107,9 +108,11 @@ def _test(args) -> int:
         update_config(cfg, {k: v for k, v in protocol.items() if not k.startswith("model.")})
     if not cfg.data.val_list:
         raise ConfigError("data.val_list is not set: give the annotations to evaluate on (data.val_list=...)")
-    # files named after what was evaluated: the checkpoint and a hash of the evaluation settings
+    # files named after what was evaluated: the checkpoint, and a hash of its bytes and the evaluation settings
+    # (another best.pt, or last.pt written again by a resume, is another evaluation)
     settings = {k: v for k, v in flat(to_dict(cfg)).items() if k in _EVALUATION_KEYS}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    checkpoint_sha256 = file_sha256(checkpoint)
+    digest = hashlib.sha256(json.dumps([checkpoint_sha256, settings], sort_keys=True).encode()).hexdigest()[:8]
     tag = f"{checkpoint.stem}-{digest}"
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
@@ -122,7 +125,7 @@ def _test(args) -> int:
     finally:
         cleanup_distributed()
     if info.is_main:
-        results.update(checkpoint=str(checkpoint.resolve()), evaluation=settings,
+        results.update(checkpoint=str(checkpoint.resolve()), checkpoint_sha256=checkpoint_sha256, evaluation=settings,
                        model=state["config"]["model"]["name"], predictions=f"predictions_{tag}.csv",
                        confusion=f"confusion_{tag}.csv")
         out = out_dir / f"test_{tag}.json"

@@ -8,6 +8,7 @@ only ones it may carry unused are GoogLeNet's auxiliary heads and, when the clas
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,6 +61,15 @@ def backbone_of(model: nn.Module) -> str:
         if name.endswith("_" + backbone):
             return backbone
     raise UsageError(f"model {name!r} has no 2D ImageNet parent; train it from scratch (model.pretrained=null)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes: what names a weights file exactly (a path may be written again)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

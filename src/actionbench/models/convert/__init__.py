@@ -20,7 +20,6 @@ files hold (NumPy arrays and scalars in MMAction2's meta data) are allow-listed 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import pickle
 import re
@@ -31,6 +30,7 @@ from types import ModuleType
 import torch
 
 from actionbench.errors import CheckpointError
+from actionbench.models.weights import file_sha256
 
 SOURCES = ("official", "tsm", "mmaction2", "pytorchvideo", "pyslowfast")
 # Globals a weights_only load may construct beyond torch's own allow-list: data, never code.
@@ -155,14 +155,6 @@ def map_state(state: dict[str, torch.Tensor], source: ModuleType, target: Mappin
     return mapped
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _classifier_size(state: Mapping[str, torch.Tensor], source: ModuleType) -> int:
     for key, value in state.items():
         if rename_key(key, source.RULES) == "fc.weight":
@@ -219,6 +211,6 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
         "classes": list(classes) if classes else [str(i) for i in range(num_classes)],
         "classes_named": classes is not None,
         "preprocessing": protocol,
-        "source": {"format": source, "file": str(path.resolve()), "sha256": _sha256(path),
+        "source": {"format": source, "file": str(path.resolve()), "sha256": file_sha256(path),
                    **{k: v for k, v in info.items() if isinstance(v, str | int | float)}},
     }
