@@ -106,6 +106,18 @@ def test_a_run_is_never_overwritten_nor_resumed_by_mistake(data, finished, tmp_p
     _one_line_error(capsys, main(["trian", "x"]), 2, "unknown command 'trian'", "actionbench train")
 
 
+def test_overwrite_replaces_the_whole_run_its_evaluations_included(finished, tmp_path, capsys):
+    before = _hashes(finished)
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    assert main(["test", str(copy)]) == 0
+    evaluations = {p.name for pattern in ("test_*", "predictions_*", "confusion_*") for p in copy.glob(pattern)}
+    assert len(evaluations) == 3
+    assert main(["train", str(copy), "--overwrite"]) == 0
+    assert not evaluations & {p.name for p in copy.iterdir()}  # none of the old run's evaluations beside the new
+    assert (copy / "results.json").is_file() and _hashes(finished) == before
+
+
 def test_checkpoint_mistakes(data, finished, tmp_path, capsys):
     before = _hashes(finished)
     video = str(data["root"] / "videos" / "00_0000.mp4")

@@ -31,6 +31,8 @@ RESUME_MAY_CHANGE = ("output_dir", "device", "data.workers", "data.index_cache",
 # What a run directory holds; --overwrite deletes exactly these.
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "results.json", "predictions.csv",
              "confusion.csv", "bad_videos.tsv", "tensorboard")
+# What `actionbench test` adds to it (trainer.run_outputs), deleted by --overwrite too.
+EVALUATION_FILES = ("test_*.json", "predictions_*.csv", "confusion_*.csv")
 PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "data.test_list", "model.pretrained",
               "model.init_from")
 
@@ -126,7 +128,8 @@ def prepare(cfg: Config, *, resume: bool | str, overwrite: bool) -> tuple[Path, 
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        for stale in run_dir.glob("test_*.json"):
-            stale.unlink()
+        for pattern in EVALUATION_FILES:
+            for stale in run_dir.glob(pattern):
+                stale.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, False
