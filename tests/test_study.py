@@ -175,6 +175,9 @@ def test_seeds_are_grouped_and_differences_tested_on_the_same_videos(tmp_path):
     paths = write_report(results, tmp_path / "report")
     assert "± " in paths["markdown"].read_text() and "(3 seeds)" in paths["markdown"].read_text()
     assert paths["comparisons"].read_text().count("\n") == 4  # header + 3 pairs
+    (tmp_path / "weak2" / "predictions.csv").unlink()  # a seed's run without predictions: its pairs are left out
+    left = [{c["a"], c["b"]} for c in compare_groups(group_results(results))]
+    assert len(left) == 2 and {"tam_resnet18", "tsn_resnet18"} not in left
 
 
 def test_a_study_with_seeds_names_and_groups_its_runs(tmp_path):

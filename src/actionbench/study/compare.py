@@ -83,13 +83,13 @@ def compare_groups(rows: list[dict]) -> list[dict]:
         for a, b in itertools.combinations(members, 2):
             runs_a = [{"output_dir": d} for d in a["output_dirs"]]
             runs_b = [{"output_dir": d} for d in b["output_dirs"]]
-            first = _aligned(runs_a[:1] + runs_b[:1])
-            if first is None:
-                continue
-            videos = first[1]
             n = min(len(runs_a), len(runs_b))  # seeds paired in order (the same seeds in a study)
-            outcome_a, _ = _aligned(runs_a[:n], videos)
-            outcome_b, _ = _aligned(runs_b[:n], videos)
+            first = _aligned(runs_a[:1] + runs_b[:1])
+            aligned_a = first and _aligned(runs_a[:n], first[1])
+            aligned_b = first and _aligned(runs_b[:n], first[1])
+            if not (aligned_a and aligned_b):  # a run without predictions.csv: nothing to pair
+                continue
+            (outcome_a, videos), (outcome_b, _) = aligned_a, aligned_b
             paired = statistics.paired_bootstrap(outcome_a, outcome_b)
             p = max(statistics.mcnemar_exact(x, y) for x, y in zip(outcome_a, outcome_b, strict=True))
             comparisons.append({"dataset": dataset, "a": a["label"], "b": b["label"],
