@@ -132,7 +132,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10,
     paragraphs = [
         "Four temporal designs (TSN: none, TSM: shift, TAM: aggregation, I3D: 3D convolutions) trained and tested "
         "under one protocol on two synthetic datasets of real H.264 videos: a reduced-width ResNet-18 (16 base "
-        f"channels), 8 frames of 64x64, uniform sampling, no temporal pooling, {epochs} epochs, seed {seed}; "
+        f"channels), 8 frames of 64x64, uniform sampling, no temporal pooling, {epochs} "
+        f"epoch{'s' if epochs != 1 else ''}, seed {seed}; "
         "video-level accuracy over 2 clips. GFLOPs and params are at this reduced size; the full-size figures "
         "(ResNet-18, f=8, 224x224) are in results.csv (paper_gflops_224, params_224).",
         *finding(results),
