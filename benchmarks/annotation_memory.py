@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from actionbench.data.annotations import VideoRecord, load_annotations
+from actionbench.data.formats import load_annotations
+from actionbench.data.records import VideoRecord
 from actionbench.engine.evaluation import make_loader
 
 VARIANTS = {  # name: (records as, worker start method)

@@ -26,7 +26,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from actionbench.data.decode import FrameFolderReader, VideoReader
+from actionbench.data.decoding import FrameFolderReader, VideoReader
 from actionbench.data.extract import extract_frames
 from actionbench.data.sampling import dense_train_indices, uniform_test_indices
 

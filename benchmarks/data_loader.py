@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).parent))
 from clip_loading import make_video  # noqa: E402
 
-from actionbench.data.annotations import VideoRecord  # noqa: E402
 from actionbench.data.dataset import VideoClipDataset  # noqa: E402
-from actionbench.data.decode import FrameFolderReader, open_video  # noqa: E402
+from actionbench.data.decoding import FrameFolderReader, open_video  # noqa: E402
 from actionbench.data.extract import extract_frames  # noqa: E402
+from actionbench.data.records import VideoRecord  # noqa: E402
 from actionbench.data.sampling import uniform_train_indices  # noqa: E402
 from actionbench.data.transforms import normalize_clips  # noqa: E402
 

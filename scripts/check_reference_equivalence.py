@@ -46,7 +46,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from actionbench.config import from_dict  # noqa: E402
-from actionbench.engine.trainer import build_run_model  # noqa: E402
+from actionbench.engine.assembly import build_run_model  # noqa: E402
 from actionbench.models.convert import ConversionError, convert_checkpoint  # noqa: E402
 from tests.reference_golden import draw_input, draw_state, state_shapes, wrap, write_golden  # noqa: E402
 
@@ -577,8 +577,8 @@ def clip_golden(pair: Pair, ref: nn.Module, path: Path, workdir: Path, size: int
 
     import simplejpeg
 
-    from actionbench.data.annotations import VideoRecord
     from actionbench.data.dataset import VideoClipDataset
+    from actionbench.data.records import VideoRecord
     from actionbench.data.transforms import normalize_clips
 
     rng = np.random.default_rng(seed)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from actionbench.cli import main
-from actionbench.data.annotations import AnnotationError, RecordTable, VideoRecord, load_annotations, make_mini
+from actionbench.data.formats import load_annotations
+from actionbench.data.records import AnnotationError, RecordTable, VideoRecord
+from actionbench.data.splits import make_mini
 
 
 def test_list_file_with_indices_names_and_tsn_frame_counts(tmp_path):

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from actionbench.data import decode
-from actionbench.data.annotations import RecordTable, VideoRecord, load_annotations
+from actionbench.data import decoding as decode
 from actionbench.data.dataset import ClipTimeout, VideoClipDataset
+from actionbench.data.formats import load_annotations
+from actionbench.data.records import RecordTable, VideoRecord
 from actionbench.data.synthetic import make_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +173,8 @@ def test_hostile_headers_are_refused_by_name(tmp_path, monkeypatch):
         decode.open_video(folder).get_frames([0])
     from tests.videos import write_video
 
-    monkeypatch.setattr(decode, "MAX_FRAMES", 10)  # a frame count beyond the cap: named, before the index grows
+    # a frame count beyond the cap: named, before the index grows
+    monkeypatch.setattr("actionbench.data.decoding.video.MAX_FRAMES", 10)
     write_video(tmp_path / "long.mp4", frames=24)
     with pytest.raises(decode.VideoDecodeError, match="long.mp4: 24 frames, more than the 10"):
         decode.open_video(tmp_path / "long.mp4")

@@ -16,7 +16,7 @@ import torch
 
 from actionbench.cli import main
 from actionbench.config import from_dict
-from actionbench.engine.trainer import build_run_model
+from actionbench.engine.assembly import build_run_model
 from actionbench.models.convert import ConversionError, convert_checkpoint, read_checkpoint
 from tests.reference_golden import draw_input, draw_state, golden_files, load_golden, wrap
 
@@ -146,7 +146,7 @@ def test_convert_command_answers_mistakes_in_one_line(tmp_path, capsys):
 
 def test_converted_checkpoint_fine_tunes_with_its_normalisation(tmp_path):
     from actionbench.config import Config
-    from actionbench.engine.trainer import _adopt_pretrained_normalisation
+    from actionbench.engine.assembly import adopt_pretrained_normalisation
 
     golden = load_golden(next(p for p in GOLDEN if "pyslowfast__I3D" in p.name))
     converted = tmp_path / "i3d.pt"
@@ -154,7 +154,7 @@ def test_converted_checkpoint_fine_tunes_with_its_normalisation(tmp_path):
     cfg = Config()
     cfg.model.name, cfg.model.pretrained = "i3d3x1_resnet50", str(converted)
     cfg.model.temporal_pooling, cfg.model.options = True, {"pool_style": "c2d"}
-    _adopt_pretrained_normalisation(cfg)
+    adopt_pretrained_normalisation(cfg)
     assert cfg.model.mean == [0.45, 0.45, 0.45] and cfg.model.std == [0.225, 0.225, 0.225]
     model = build_run_model(cfg, 7)  # another class count: the classifier is replaced, the rest loaded
     weights = torch.load(converted, weights_only=True)["model"]

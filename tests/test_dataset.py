@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from actionbench.data.annotations import load_annotations
 from actionbench.data.dataset import VideoClipDataset, build_dataset
+from actionbench.data.formats import load_annotations
 from actionbench.data.synthetic import make_synthetic_dataset
 
 
@@ -102,7 +102,7 @@ def test_synthetic_videos_encode_to_the_same_bytes_every_time(tmp_path):
 
 
 def test_index_cache_is_filled_once_per_video_and_auto_uses_the_cache_home(synthetic, tmp_path, monkeypatch):
-    from actionbench.data.decode import resolve_index_cache
+    from actionbench.data.decoding import resolve_index_cache
 
     ds = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", index_cache=tmp_path / "idx")
     first = torch.stack([ds[i][0] for i in range(len(ds))])

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from actionbench.data import decode, mp4index
-from actionbench.data.decode import FrameFolderReader, VideoDecodeError, VideoReader, decode_all, open_video
+from actionbench.data import mp4index
+from actionbench.data.decoding import FrameFolderReader, VideoDecodeError, VideoReader, decode_all, frames, open_video
 from actionbench.data.mp4index import mp4_frame_index
 from tests.videos import cut_with_edit_list, write_video
 
@@ -201,7 +201,7 @@ def test_frame_folder_names_in_natural_order_and_remembered_until_the_folder_cha
         Image.new("RGB", (16, 16), (20 * i, 0, 0)).save(folder / f"{i}.jpg", quality=100)
     red = [int(FrameFolderReader(folder).get_frames([i])[0, 8, 8, 0]) for i in range(12)]
     assert red == sorted(red) and abs(red[9] - 200) <= 3
-    assert isinstance(FrameFolderReader(folder)._names, decode._NumberedNames)  # remembered as a run
+    assert isinstance(FrameFolderReader(folder)._names, frames._NumberedNames)  # remembered as a run
     Image.new("RGB", (16, 16), "blue").save(folder / "13.jpg")  # a frame added, even within the same mtime tick
     assert len(FrameFolderReader(folder)) == 13
     (folder / "13.jpg").unlink()

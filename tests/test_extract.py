@@ -7,7 +7,7 @@ import av
 import numpy as np
 
 from actionbench.cli import main
-from actionbench.data.decode import VideoReader, decode_all, open_video
+from actionbench.data.decoding import VideoReader, decode_all, open_video
 from actionbench.data.extract import _in_display_order
 from tests.videos import write_video
 

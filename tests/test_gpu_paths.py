@@ -16,9 +16,9 @@ from torch import nn
 
 from actionbench import build_model, list_models
 from actionbench.engine import checkpoint as ckpt
+from actionbench.engine.checkpoint import load_scaler_state as _load_scaler
 from actionbench.engine.distributed import DistInfo
 from actionbench.engine.evaluation import collect_view_logits, shard_loader
-from actionbench.engine.trainer import _load_scaler
 from actionbench.models.layers import FrameBatchNorm2d, FrameSyncBatchNorm, convert_sync_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_grad_scaler_state_round_trips_and_an_empty_one_is_not_fatal():
 
 def test_gathered_evaluation_payload_is_the_logits_not_the_batches():
     class Logits(nn.Module):
-        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        mean, std, channel_order = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "RGB"  # the VideoModel contract
 
         def forward(self, x):
             return x.mean(dim=(1, 2, 3, 4)).unsqueeze(1).expand(-1, 400).contiguous()

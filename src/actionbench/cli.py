@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
-import re
 import sys
 
 # name -> (module, one-line help)
@@ -28,33 +27,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("actionbench.engine.commands", "top-k labels for video files from a checkpoint"),
     "study": ("actionbench.study.runner", "run or print a grid of runs and write the comparison report"),
     "synth": ("actionbench.data.synthetic", "write a synthetic video dataset (real encoded MP4 files)"),
-    "mini": ("actionbench.data.annotations", "make a Mini-dataset: a seeded random fraction of the classes"),
+    "mini": ("actionbench.data.mini", "make a Mini-dataset: a seeded random fraction of the classes"),
     "data": ("actionbench.data.check", "dataset tools: `data check` scans every video and reports bad ones"),
     "extract": ("actionbench.data.extract", "extract JPEG frames (shorter side 256), parallel and resumable"),
     "transcode": ("actionbench.data.extract", "re-encode videos for fast seeking (short side 256, GOP <= 30)"),
 }
-_OVERRIDE = re.compile(r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+|seed|output_dir|device|dataset)=")
 # commands whose module has sub-commands of its own (argparse cannot intermix those)
 _NESTED = ("data",)
-
-
-def is_override(text: str) -> bool:
-    """`optim.lr=0.1`, `model.options.pool_style=tsm`, `seed=3`: a config override, not a file or a name."""
-    return bool(_OVERRIDE.match(text))
-
-
-def split_overrides(args: argparse.Namespace, positionals: tuple[str, ...]) -> None:
-    """Move every override among `positionals` (attribute names of args) to `args.overrides`, keeping order."""
-    overrides = list(getattr(args, "overrides", None) or [])
-    for name in positionals:
-        value = getattr(args, name, None)
-        if isinstance(value, list):
-            setattr(args, name, [v for v in value if not is_override(v)])
-            overrides += [v for v in value if is_override(v)]
-        elif isinstance(value, str) and is_override(value):
-            setattr(args, name, None)
-            overrides.insert(0, value)
-    args.overrides = overrides
 
 
 def _top_parser() -> argparse.ArgumentParser:

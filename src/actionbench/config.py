@@ -1,25 +1,48 @@
-"""Typed run configuration: dataclasses, loaded from YAML with `key=value` overrides.
+"""Typed run configuration: the schema, loaded from YAML with `key=value` overrides, and its facts.
 
-An unknown key (with the closest known names) or a value of the wrong type is an error naming the key.
-The keys below are a stable contract: scripts outside the project rely on them (docs/training.md).
+An unknown key (with the closest known names) or a value of the wrong type or outside its allowed values
+(`Literal` types) is an error naming the key. The keys below are a stable contract: scripts outside the project
+rely on them (docs/training.md). A run reads its config once resolved (engine/assembly.py: absolute paths, adopted
+normalisation, output directory, threads) and then frozen (`freeze`): no later step can change what it records.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from actionbench.errors import UsageError
 
 
+class _Section:
+    """A config section; `freeze` makes assigning to it an error (a resolved run config)."""
+
+    _frozen = False
+
+    def __setattr__(self, name: str, value) -> None:
+        if self._frozen:
+            raise dataclasses.FrozenInstanceError(
+                f"cannot set {name}: a resolved run config is frozen (make a changed copy with thaw())")
+        object.__setattr__(self, name, value)
+
+
+# Annotation formats (data/formats/ has one reader per name; a test keeps the two lists equal).
+AnnotationFormat = Literal["list", "plain", "rawframes", "ibm", "csv", "kinetics", "ssv2", "mit", "ucf101", "hmdb51"]
+FORMAT_NAMES: tuple[str, ...] = typing.get_args(AnnotationFormat)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     name: str = "tsn_resnet18"
     pretrained: str | None = None  # path to a torchvision-format 2D file, "imagenet", or null
     temporal_pooling: bool = False
@@ -32,18 +55,18 @@ class ModelConfig:
     options: dict = field(default_factory=dict)
     mean: list[float] | None = None  # input normalisation in 0-1 units (default: the backbone's ImageNet values)
     std: list[float] | None = None
-    channel_order: str = "RGB"  # RGB | BGR: the order of the model's input channels
+    channel_order: Literal["RGB", "BGR"] = "RGB"  # the order of the model's input channels
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     root: str = ""  # folder the annotation paths are relative to (default: the annotation file's folder)
     train_list: str = ""
     val_list: str = ""
     test_list: str | None = None  # default: val_list
-    format: str | None = None  # detected when null: list | csv | kinetics | ssv2 | mit | ucf101
+    format: AnnotationFormat | None = None  # detected when null
     frames: int = 8
-    sampling: str = "uniform"  # uniform | dense
+    sampling: Literal["uniform", "dense"] = "uniform"
     stride: int = 2  # dense sampling: frames between sampled frames
     size: int = 224
     scale_size: int | None = None  # val/test: shorter side before cropping (default: size)
@@ -63,18 +86,18 @@ class DataConfig:
     clip_timeout: float = 120.0  # seconds a clip may take to decode in a worker before it counts as a bad video
     # how data-loader workers start: forkserver (default: from a clean single-threaded server, never from a process
     # with threads, which can deadlock), spawn, or fork (fastest start, the old way)
-    worker_start: str = "forkserver"
+    worker_start: Literal["forkserver", "spawn", "fork"] = "forkserver"
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     epochs: int = 75
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
     no_decay_bn_bias: bool = False
-    schedule: str = "cosine"  # cosine | multistep | constant
+    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
     milestones: list[int] = field(default_factory=list)  # multistep: epochs where the rate drops
     gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -83,8 +106,8 @@ class OptimConfig:
 
 
 @dataclass
-class TrainConfig:
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a grad scaler on CUDA)
+class TrainConfig(_Section):
+    amp: Literal["none", "bf16", "fp16"] = "none"  # fp16 uses a grad scaler on CUDA
     grad_accum: int = 1
     sync_bn: bool = False  # CUDA only; plain BN with a warning on CPU
     freeze_bn: bool = False  # BN layers kept in eval mode (fine-tuning with small batches)
@@ -101,19 +124,19 @@ class TrainConfig:
 
 
 @dataclass
-class TestConfig:
+class TestConfig(_Section):
     num_clips: int = 10  # video level: m clips x k crops (paper: 10 x 3 on Kinetics, 2 x 3 on SSV2)
     num_crops: int = 3
-    aggregate: str = "logits"  # logits | softmax
+    aggregate: Literal["logits", "softmax"] = "logits"
     scale_size: int | None = None  # shorter side for the test crops (default: data.scale_size or data.size)
     batch_size: int | None = None
     # a converted checkpoint carries its authors' protocol (input size, frames, sampling, clips x crops): "checkpoint"
     # evaluates under it, "config" under this config's data.* / test.* keys
-    preprocessing: str = "checkpoint"
+    preprocessing: Literal["checkpoint", "config"] = "checkpoint"
 
 
 @dataclass
-class Config:
+class Config(_Section):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -121,7 +144,7 @@ class Config:
     test: TestConfig = field(default_factory=TestConfig)
     seed: int = 0
     output_dir: str = ""  # the run directory; empty: a new one, runs/<model>_<dataset>_<time>
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     dataset: str = ""  # a name for reports (default: the annotation folder's name)
 
 
@@ -141,7 +164,12 @@ def _check_type(key: str, value, hint):
                 return _check_type(key, value, arg)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+        null = " (or null)" if type(None) in args and typing.get_origin(args[0]) is Literal else ""
+        raise ConfigError(errors[0] + null if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value) in args:
+            return str(value)
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(args)}")
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -196,16 +224,50 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
             setattr(obj, name, _check_type(key, value, hints[name]))
 
 
-def nested(flat: dict) -> dict:
-    """{"model.name": x, "data.size": y} -> {"model": {"name": x}, "data": {"size": y}}."""
+def nested(values: dict) -> dict:
+    """{"model.name": x, "data.size": y} -> {"model": {"name": x}, "data": {"size": y}}; the inverse of `flat`."""
     out: dict = {}
-    for key, value in flat.items():
+    for key, value in values.items():
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def flat(values: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1} (model.options stays one value); the inverse of `nested`."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "options":
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+_OVERRIDE = re.compile(r"^([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+|seed|output_dir|device|dataset)=")
+
+
+def is_override(text: str) -> bool:
+    """`optim.lr=0.1`, `model.options.pool_style=tsm`, `seed=3`: a config override, not a file or a name."""
+    return bool(_OVERRIDE.match(text))
+
+
+def split_overrides(args: argparse.Namespace, positionals: tuple[str, ...]) -> None:
+    """Move every override among `positionals` (attribute names of args) to `args.overrides`, keeping order: one
+    parsing rule for every command (an override may stand anywhere among its positionals)."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    for name in positionals:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            setattr(args, name, [v for v in value if not is_override(v)])
+            overrides += [v for v in value if is_override(v)]
+        elif isinstance(value, str) and is_override(value):
+            setattr(args, name, None)
+            overrides.insert(0, value)
+    args.overrides = overrides
 
 
 def _parse_override(text: str) -> dict:
@@ -260,21 +322,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
 
 
 def validate(cfg: Config) -> None:
-    choices = {"data.sampling": (cfg.data.sampling, ("uniform", "dense")),
-               "optim.schedule": (cfg.optim.schedule, ("cosine", "multistep", "constant")),
-               "train.amp": (cfg.train.amp, ("none", "bf16", "fp16")),
-               "test.aggregate": (cfg.test.aggregate, ("logits", "softmax")),
-               "test.preprocessing": (cfg.test.preprocessing, ("checkpoint", "config")),
-               "data.worker_start": (cfg.data.worker_start, ("forkserver", "spawn", "fork")),
-               "model.channel_order": (cfg.model.channel_order, ("RGB", "BGR")),
-               "device": (cfg.device, ("auto", "cpu", "cuda"))}
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    from actionbench.data.annotations import FORMATS
-
-    if cfg.data.format is not None and cfg.data.format not in FORMATS:
-        raise ConfigError(f"data.format: {cfg.data.format!r} is not one of {', '.join(FORMATS)} (or null: detected)")
+    """What one key's type cannot say: ranges and value combinations (allowed values are `Literal` types)."""
     if cfg.test.num_crops not in (1, 3, 5, 10):
         raise ConfigError(f"test.num_crops: {cfg.test.num_crops} crops is not a crop layout; use 1 (centre), 3 (along "
                           "the long side), 5 (corners + centre) or 10 (those and their flips)")
@@ -304,6 +352,44 @@ def validate(cfg: Config) -> None:
 
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# Keys that change how a run is watched or fed, not what it computes: a resume may change them, and they are not
+# part of a study run's identity.
+RESUME_MAY_CHANGE = ("output_dir", "device", "data.workers", "data.index_cache", "train.resume", "train.progress",
+                     "train.log_every", "train.tensorboard", "train.checkpoint_every", "train.threads")
+# Keys holding paths, made absolute when a config is resolved (relative ones from the working directory or the
+# study file).
+PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "data.test_list", "model.pretrained",
+             "model.init_from")
+
+
+def absolute_paths(cfg: Config, base: Path | None = None) -> Config:
+    """The config with its data and weights paths absolute (relative ones taken from `base`, default the cwd)."""
+    base = Path(base or os.getcwd())
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value and value != "imagenet" and not Path(value).is_absolute():
+            setattr(getattr(cfg, section), name, str((base / value).resolve()))
+    flip = cfg.data.flip
+    if flip and not Path(flip).is_absolute() and (base / flip).is_file():  # a class-swap map file
+        cfg.data.flip = str((base / flip).resolve())
+    return cfg
+
+
+def freeze(cfg: Config) -> Config:
+    """A frozen copy of `cfg`: the value every step of a run reads once it is resolved."""
+    frozen = from_dict(to_dict(cfg))
+    for section in (frozen, *(getattr(frozen, f.name) for f in dataclasses.fields(frozen)
+                              if dataclasses.is_dataclass(getattr(frozen, f.name)))):
+        object.__setattr__(section, "_frozen", True)
+    return frozen
+
+
+def thaw(cfg: Config) -> Config:
+    """A changeable copy of a (frozen) config."""
+    return from_dict(to_dict(cfg))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -7,8 +7,8 @@ import csv
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from actionbench.data.annotations import FORMATS, load_annotations
-from actionbench.data.decode import open_video, resolve_index_cache
+from actionbench.data.decoding import open_video, resolve_index_cache
+from actionbench.data.formats import FORMATS, load_annotations
 
 
 def check_video(path: str, min_frames: int, index_cache: Path | None = None) -> tuple[str, int | None, str]:

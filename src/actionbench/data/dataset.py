@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from actionbench.data.annotations import Annotations, RecordTable, VideoRecord, load_annotations
-from actionbench.data.decode import VideoDecodeError, open_video
+from actionbench.data.decoding import VideoDecodeError, open_video
+from actionbench.data.formats import load_annotations
+from actionbench.data.records import Annotations, RecordTable, VideoRecord
 from actionbench.data.sampling import clip_indices
 from actionbench.data.transforms import MULTI_SCALES, TestTransform, TrainTransform
 
@@ -87,13 +88,17 @@ class VideoClipDataset(Dataset):
             bad_video_log = Path(tempfile.gettempdir()) / f"actionbench-bad-videos-{os.getpid()}-{uuid.uuid4().hex}.tsv"
             weakref.finalize(self, _remove_owned_log, bad_video_log, os.getpid())
         self.bad_video_log = Path(bad_video_log)
-        self.index_cache = index_cache  # folder keeping the videos' frame indexes across epochs (decode.py)
+        self.index_cache = index_cache  # folder of the videos' frame indexes (decoding/frame_index.py)
         self.clip_timeout = clip_timeout  # seconds a clip may take to decode before it counts as a bad video
         self._frame_counts: dict[int, int] = {}
         self._logged: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.records) * self.num_clips * self.num_crops
+
+    def log_bad_videos_to(self, path: str | Path) -> None:
+        """Append bad videos to `path` from now on (a run's bad_videos.tsv, known once its directory exists)."""
+        self.bad_video_log, self._owned_log = Path(path), False
 
     def close(self) -> None:
         """Remove the private bad-video log, if this dataset made one (a given `bad_video_log` is the caller's)."""

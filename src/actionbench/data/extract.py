@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
-from actionbench.data.decode import reformat_frame
+from actionbench.data.decoding import reformat_frame
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv")
 
@@ -24,7 +24,7 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg"
 def list_videos(source: str | Path) -> tuple[Path, list[Path]]:
     """(root, videos relative to it) from a folder (searched recursively) or an annotation file (any format
     `actionbench train` reads: paths with spaces, quoted paths and every layout included)."""
-    from actionbench.data.annotations import load_annotations
+    from actionbench.data.formats import load_annotations
 
     source = Path(source)
     if source.is_dir():

@@ -1,4 +1,5 @@
-"""Checkpoints written atomically (temp file + fsync + rename) and read with `torch.load(weights_only=True)`.
+"""Checkpoints read with `torch.load(weights_only=True)` (written atomically by models.weights.save_checkpoint),
+and the random generator states they carry.
 
 Everything stored is a tensor or a plain container of numbers and strings, so loading never runs pickled code.
 """
@@ -6,9 +7,7 @@ Everything stored is a tensor or a plain container of numbers and strings, so lo
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +15,10 @@ import torch
 
 from actionbench.errors import CheckpointError
 
-__all__ = ["CheckpointError", "load_checkpoint", "restore_rng", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CheckpointError", "load_checkpoint", "load_scaler_state", "resolve_checkpoint", "restore_rng", "rng_state",
+           "set_rng_state"]
 
 log = logging.getLogger(__name__)
-
-
-def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write `state` to `path` so that a crash at any moment leaves either the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -114,3 +93,13 @@ def restore_rng(saved: dict | list, rank: int, world_size: int) -> None:
         log.warning("resuming with %d process(es) a checkpoint written by %d: random streams are not the ones an "
                     "uninterrupted run would have used", world_size, len(states))
     set_rng_state(states[rank % len(states)])
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict | None) -> None:
+    """Resume the fp16 loss scale; a checkpoint written without it (CPU, bf16) restarts the scale instead of failing."""
+    if not scaler.is_enabled():
+        return
+    if saved:
+        scaler.load_state_dict(saved)
+    else:
+        log.warning("the checkpoint was written without fp16 loss scaling; the loss scale starts afresh")

@@ -7,8 +7,17 @@ import hashlib
 import json
 from pathlib import Path
 
-from actionbench.cli import split_overrides
-from actionbench.config import ConfigError, apply_overrides, from_dict, load_config, to_dict, update_config
+from actionbench.config import (
+    ConfigError,
+    absolute_paths,
+    apply_overrides,
+    flat,
+    from_dict,
+    load_config,
+    split_overrides,
+    to_dict,
+    update_config,
+)
 
 _EVALUATION_KEYS = ("data.val_list", "data.test_list", "data.root", "data.frames", "data.sampling", "data.stride",
                     "data.size", "data.scale_size", "test.num_clips", "test.num_crops", "test.aggregate",
@@ -51,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _checkpoint_model(state: dict):
     """The model a checkpoint holds (ours, or converted from another codebase), its weights loaded."""
-    from actionbench.engine.trainer import build_run_model
+    from actionbench.models.factory import build_from_config
 
     cfg = from_dict(state["config"])
-    cfg.model.pretrained = cfg.model.init_from = None  # the checkpoint's own weights replace them
-    model = build_run_model(cfg, len(state["classes"]))
+    # the checkpoint's own weights replace model.pretrained / model.init_from
+    model = build_from_config(cfg.model, len(state["classes"]), cfg.data.frames, weights=False)
     model.load_state_dict(state["model"])
     return model
 
@@ -79,10 +88,10 @@ def _train(args) -> int:
 
 
 def _test(args) -> int:
+    from actionbench.engine.assembly import resolve_device, resolve_threads, run_outputs
     from actionbench.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
-    from actionbench.engine.rundir import absolute_paths, flat
-    from actionbench.engine.trainer import evaluate_run, resolve_device, run_outputs, set_threads
+    from actionbench.engine.evaluation import evaluate_run
     from actionbench.models.weights import file_sha256
 
     split_overrides(args, ("run",))
@@ -117,7 +126,7 @@ def _test(args) -> int:
     device = resolve_device(cfg.device)
     info = init_distributed(device.type)
     try:
-        set_threads(cfg, info)
+        resolve_threads(cfg, info)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
         results = evaluate_run(cfg, model.to(device), classes, info, device, out_dir / "bad_videos.tsv",
@@ -138,11 +147,11 @@ def _test(args) -> int:
 def _predict(args) -> int:
     import torch
 
-    from actionbench.data.annotations import VideoRecord
     from actionbench.data.dataset import VideoClipDataset
+    from actionbench.data.records import VideoRecord
+    from actionbench.engine.assembly import resolve_device
     from actionbench.engine.checkpoint import load_checkpoint
     from actionbench.engine.evaluation import to_model_input
-    from actionbench.engine.trainer import resolve_device
 
     split_overrides(args, ("videos",))
     if not args.videos:

@@ -16,8 +16,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from actionbench import statistics
+from actionbench.config import Config
 from actionbench.data.transforms import normalize_clips
+from actionbench.engine.assembly import autocast_factory, load_split, make_dataset, same_file
 from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
+from actionbench.models.base import VideoModel
 
 
 def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Tensor:
@@ -25,7 +28,7 @@ def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Te
     clips = clips.to(device, non_blocking=True)
     if clips.dtype == torch.uint8:
         net = getattr(model, "module", model)  # DDP wraps the model
-        clips = normalize_clips(clips, net.mean, net.std, channel_order=getattr(net, "channel_order", "RGB"))
+        clips = normalize_clips(clips, net.mean, net.std, channel_order=net.channel_order)
     return clips
 
 
@@ -149,3 +152,41 @@ def write_confusion(path: str | Path, confusion: np.ndarray, classes: list[str])
         writer.writerow(["true \\ predicted", *classes])
         for name, row in zip(classes, confusion, strict=True):
             writer.writerow([name, *row.tolist()])
+
+
+def evaluate_run(cfg: Config, model: VideoModel, classes: list[str], info: DistInfo, device: torch.device,
+                 bad_video_log: Path | None, outputs: dict[str, Path] | None = None, progress=None) -> dict:
+    """Clip level (val list, 1 centre clip) and video level (test list, m clips x k crops); with `outputs`,
+    the video-level predictions and confusion matrix are written there (main rank)."""
+    autocast = autocast_factory(cfg, device)
+    batch = cfg.test.batch_size or max(1, cfg.data.batch_size // info.world_size)
+    results = {}
+    test_list = cfg.data.test_list or cfg.data.val_list
+    for level, mode, list_file in (("clip", "val", cfg.data.val_list), ("video", "test", test_list)):
+        ann = load_split(cfg, list_file, classes)
+        dataset = make_dataset(cfg, ann, list_file, mode, model, bad_video_log)
+        loader = shard_loader(dataset, batch_size=batch, workers=cfg.data.workers, device=device, info=info,
+                              worker_start=cfg.data.worker_start)
+        logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast,
+                                             progress=progress)
+        del loader  # its worker processes end here
+        scores, truth, bad = aggregate_videos(logits, labels, cfg.test.aggregate)
+        metrics = accuracy_metrics(scores, truth, len(classes))
+        results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
+                        f"{level}_mean_class_acc": round(metrics["mean_class_acc"], 3),
+                        f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad),
+                        **accuracy_intervals(metrics, len(classes), level)})
+        if level == "video" and outputs and info.is_main:
+            write_confusion(outputs["confusion"], metrics["confusion"], classes)
+            write_predictions(outputs["predictions"], dataset, logits, labels, classes, cfg.test.aggregate)
+    results["mean_class_acc"] = results["video_mean_class_acc"]
+    results["ci_method"] = f"{statistics.METHOD}; *_wilson: Wilson score interval"
+    results["val_is_test"] = same_file(cfg.data.val_list, test_list)
+    return results
+
+
+def validation_top1(model, loader: DataLoader, info: DistInfo, device: torch.device, autocast) -> float:
+    """Clip-level top-1 of `model` on a validation loader (every rank gets the same number)."""
+    logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast)
+    scores, truth, _ = aggregate_videos(logits, labels)
+    return float(accuracy_metrics(scores, truth, int(scores.shape[1]) if len(scores) else 1)["top1"])

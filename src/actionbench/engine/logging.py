@@ -1,4 +1,5 @@
-"""Run logging: metrics.jsonl always, TensorBoard scalars when available, rich progress bars on the main rank."""
+"""Run logging: metrics.jsonl always, TensorBoard scalars when available, rich progress bars on the main rank, and
+the training loss looked at once per log interval (`LossTracker`, which also stops a run whose loss diverged)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import json
 import time
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from actionbench.engine.distributed import DistInfo
+from actionbench.errors import TrainingDiverged
 
 
 class MetricsLogger:
@@ -51,3 +57,31 @@ def make_progress(enabled: bool) -> Progress:
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         disable=not enabled, transient=False,
     )
+
+
+class LossTracker:
+    """The training loss summed on the device and looked at only every log interval: one host sync (and, under
+    DDP, one all-reduce) per interval instead of several per iteration. A non-finite loss on any rank stops every
+    rank at the same point, with the same message, instead of one raising while the others wait in an all-reduce."""
+
+    def __init__(self, device: torch.device, info: DistInfo) -> None:
+        self.device, self.info = device, info
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, non-finite count, iterations
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.detach().double()
+        finite = torch.isfinite(value)
+        self.totals += torch.stack([torch.where(finite, value, 0.0), (~finite).double(), torch.ones_like(value)])
+
+    def flush(self, where: str, last_good: Path) -> float:
+        """Mean loss since the last flush (across ranks); raises TrainingDiverged if any rank saw a NaN/inf."""
+        totals = self.totals.clone()
+        if self.info.enabled:
+            dist.all_reduce(totals)
+        self.totals.zero_()
+        loss_sum, bad, count = totals.tolist()
+        if bad:
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite at {where}; stopped. The last good checkpoint is "
+                f"{last_good if last_good.exists() else 'not written yet'}; lower optim.lr or set optim.clip_grad.")
+        return loss_sum / count if count else float("nan")

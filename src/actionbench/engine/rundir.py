@@ -15,51 +15,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 import yaml
 
-from actionbench.config import Config, to_dict
+from actionbench.config import RESUME_MAY_CHANGE, Config, flat, to_dict
 from actionbench.errors import RunDirError
 
-# Keys that change how a run is watched or fed, not what it computes: a resume may change them.
-RESUME_MAY_CHANGE = ("output_dir", "device", "data.workers", "data.index_cache", "train.resume", "train.progress",
-                     "train.log_every", "train.tensorboard", "train.checkpoint_every", "train.threads")
 # What a run directory holds; --overwrite deletes exactly these.
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "results.json", "predictions.csv",
              "confusion.csv", "bad_videos.tsv", "tensorboard")
 # What `actionbench test` adds to it (trainer.run_outputs), deleted by --overwrite too.
 EVALUATION_FILES = ("test_*.json", "predictions_*.csv", "confusion_*.csv")
-PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "data.test_list", "model.pretrained",
-              "model.init_from")
-
-
-def flat(values: dict, prefix: str = "") -> dict:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1} (model.options stays one value)."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key != "options":
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def absolute_paths(cfg: Config, base: Path | None = None) -> Config:
-    """The config with its data and weights paths absolute (relative ones taken from `base`, default the cwd)."""
-    base = Path(base or os.getcwd())
-    for key in PATH_KEYS:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value and value != "imagenet" and not Path(value).is_absolute():
-            setattr(getattr(cfg, section), name, str((base / value).resolve()))
-    flip = cfg.data.flip
-    if flip and not Path(flip).is_absolute() and (base / flip).is_file():  # a class-swap map file
-        cfg.data.flip = str((base / flip).resolve())
-    return cfg
+# A directory is a run once it has one of these: one holding only a config.yaml (or a log) of a start that failed
+# before its first checkpoint is not, and the next start in it begins afresh (its leftovers deleted).
+RUN_EVIDENCE = ("last.pt", "best.pt", "results.json")
 
 
 def default_run_dir(cfg: Config, runs: Path = Path("runs")) -> Path:
@@ -78,7 +50,19 @@ def default_run_dir(cfg: Config, runs: Path = Path("runs")) -> Path:
 
 
 def holds_a_run(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
+    return path.is_dir() and any((path / name).exists() for name in RUN_EVIDENCE)
+
+
+def _delete_run_files(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for pattern in EVALUATION_FILES:
+        for stale in run_dir.glob(pattern):
+            stale.unlink()
 
 
 def changed_keys(saved: dict, cfg: Config) -> list[str]:
@@ -89,7 +73,8 @@ def changed_keys(saved: dict, cfg: Config) -> list[str]:
 
 
 def prepare(cfg: Config, *, resume: bool | str, overwrite: bool) -> tuple[Path, bool]:
-    """The run directory for `cfg` and whether the run resumes; refuses every way of mixing two runs.
+    """The run directory for `cfg` (made when new) and whether the run resumes; refuses every way of mixing two
+    runs. `cfg` is read, not changed.
 
     `resume`: True (the user's --resume: there must be a last.pt), "auto" (a study: resume when there is one),
     False (a new run: the directory must not hold one).
@@ -98,10 +83,8 @@ def prepare(cfg: Config, *, resume: bool | str, overwrite: bool) -> tuple[Path, 
         if resume is True:
             raise RunDirError("--resume needs the run to continue: give its directory (actionbench train RUN_DIR "
                               "--resume, or output_dir=RUN_DIR)")
-        cfg.output_dir = str(default_run_dir(cfg).resolve())
-        return Path(cfg.output_dir), False
+        return default_run_dir(cfg).resolve(), False
     run_dir = Path(cfg.output_dir).resolve()
-    cfg.output_dir = str(run_dir)
     last = run_dir / "last.pt"
     if resume and last.is_file():
         saved_file = run_dir / "config.yaml"
@@ -118,18 +101,10 @@ def prepare(cfg: Config, *, resume: bool | str, overwrite: bool) -> tuple[Path, 
     if resume is True:
         raise RunDirError(f"nothing to resume in {run_dir}: no last.pt there. A typo in the directory? Without "
                           "--resume a new run starts.")
-    if holds_a_run(run_dir):
-        if not overwrite:
-            raise RunDirError(f"{run_dir} already holds a run: add --resume to continue it, --overwrite to delete it "
-                              "and start again, or choose another output_dir (the default makes a new one)")
-        for name in RUN_FILES:
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        for pattern in EVALUATION_FILES:
-            for stale in run_dir.glob(pattern):
-                stale.unlink()
+    if holds_a_run(run_dir) and not overwrite:
+        raise RunDirError(f"{run_dir} already holds a run: add --resume to continue it, --overwrite to delete it "
+                          "and start again, or choose another output_dir (the default makes a new one)")
+    if run_dir.is_dir():  # a run replaced (--overwrite), or the leftovers of a start that failed
+        _delete_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, False

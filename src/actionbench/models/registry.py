@@ -8,6 +8,7 @@ from collections.abc import Callable
 from torch import nn
 
 from actionbench.errors import UsageError
+from actionbench.models.base import VideoModel
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -57,7 +58,7 @@ def build_model(
     dropout: float = 0.5,
     pretrained: str | None = None,
     **options,
-) -> nn.Module:
+) -> VideoModel:
     """Build a video model taking `(B, 3, T, H, W)` and returning logits `(B, num_classes)`.
 
     `pretrained`: a local torchvision-format 2D ImageNet state dict, or "imagenet" (downloaded when online);
@@ -67,8 +68,9 @@ def build_model(
     check_model_name(name)
     inflate_divide = options.pop("inflate_divide", False)
     model = _BUILDERS[name](num_classes, num_frames, temporal_pooling, dropout, **options)
-    model.name = name
-    model.inflate_divide = inflate_divide
+    if not isinstance(model, VideoModel):
+        raise TypeError(f"the builder of {name!r} returned a {type(model).__name__}, not a VideoModel")
+    model.name, model.inflate_divide = name, bool(inflate_divide)
     if pretrained:
         from actionbench.models.weights import load_pretrained
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from actionbench.models.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD
+from actionbench.models.base import VideoModel
 from actionbench.models.head import VideoHead
 from actionbench.models.registry import register_model
 
@@ -68,18 +69,17 @@ class Lateral(nn.Module):
 SLOW_FRAMES = ("stride", "linspace")
 
 
-class SlowFast(nn.Module):
+class SlowFast(VideoModel):
     has_imagenet_parent = False  # trained from scratch, as in the SlowFast paper
 
     def __init__(self, num_classes: int, num_frames: int = 32, alpha: int = 4, beta_inv: int = 8,
                  dropout: float = 0.5, layers: tuple[int, ...] = (3, 4, 6, 3), slow_frames: str = "stride") -> None:
-        super().__init__()
+        super().__init__(num_classes=num_classes, num_frames=num_frames, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         if num_frames % alpha:
             raise ValueError(f"SlowFast needs a frame count divisible by alpha={alpha}, got {num_frames}")
         if slow_frames not in SLOW_FRAMES:
             raise ValueError(f"slow_frames must be one of {', '.join(SLOW_FRAMES)}, got {slow_frames!r}")
-        self.num_frames, self.num_classes, self.alpha, self.slow_frames = num_frames, num_classes, alpha, slow_frames
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.alpha, self.slow_frames = alpha, slow_frames
         slow_w, fast_w = 64, 64 // beta_inv
         self.slow_conv1, self.slow_bn1 = _conv_bn(3, slow_w, (1, 7, 7), (1, 2, 2))
         self.fast_conv1, self.fast_bn1 = _conv_bn(3, fast_w, (5, 7, 7), (1, 2, 2))

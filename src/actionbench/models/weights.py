@@ -9,7 +9,9 @@ only ones it may carry unused are GoogLeNet's auxiliary heads and, when the clas
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from actionbench.errors import CheckpointError, UsageError
+from actionbench.models.base import VideoModel
 
 # torchvision's published ImageNet-1k files (IMAGENET1K_V1), by backbone.
 IMAGENET_URLS = {
@@ -54,10 +57,10 @@ def _raise_if_mismatch(source: str, missing: list[str], unexpected: list[str], w
         raise WeightsMismatchError(f"cannot load {source}: " + "; ".join(problems))
 
 
-def backbone_of(model: nn.Module) -> str:
+def backbone_of(model: VideoModel) -> str:
     """`tam_resnet50` -> `resnet50`."""
-    name = getattr(model, "name", "")
-    for backbone in IMAGENET_URLS if getattr(model, "has_imagenet_parent", True) else ():
+    name = model.name
+    for backbone in IMAGENET_URLS if model.has_imagenet_parent else ():
         if name.endswith("_" + backbone):
             return backbone
     raise UsageError(f"model {name!r} has no 2D ImageNet parent; train it from scratch (model.pretrained=null)")
@@ -70,6 +73,27 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write `state` to `path` so that a crash at any moment leaves either the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -135,7 +159,7 @@ def inflate(weight_2d: torch.Tensor, time_size: int, divide: bool) -> torch.Tens
     return weight / time_size if divide else weight
 
 
-def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> nn.Module:
+def load_pretrained(model: VideoModel, source: str | Path | Mapping[str, torch.Tensor]) -> VideoModel:
     """Load 2D ImageNet weights (a torchvision-format file, a state dict, or "imagenet") into a video model.
 
     2D designs take them as they are; I3D/S3D kernels are inflated along time (divided by kt if the model was built
@@ -149,7 +173,7 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Te
         label, state = f"ImageNet {backbone} weights", imagenet_state_dict(backbone)
     else:
         label, state = str(source), strip_wrapper_prefixes(_read_state_dict(source))
-    divide = bool(getattr(model, "inflate_divide", False))
+    divide = model.inflate_divide
     target = model.state_dict()
     loaded: dict[str, torch.Tensor] = {}
     unexpected, wrong_shape = [], []

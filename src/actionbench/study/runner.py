@@ -30,8 +30,19 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from actionbench.config import Config, ConfigError, apply_overrides, load_config, read_yaml_mapping, to_dict
-from actionbench.engine.rundir import PATH_KEYS, RESUME_MAY_CHANGE, absolute_paths, flat
+from actionbench.config import (
+    PATH_KEYS,
+    RESUME_MAY_CHANGE,
+    Config,
+    ConfigError,
+    absolute_paths,
+    apply_overrides,
+    flat,
+    load_config,
+    read_yaml_mapping,
+    split_overrides,
+    to_dict,
+)
 
 _STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats"}
 
@@ -122,19 +133,11 @@ def run_config(study: dict, run: Run, out_dir: Path, extra: tuple[str, ...] = ()
 def check_configs(configs: list[Config], files: bool = True) -> None:
     """Everything that can be checked before the first run trains: models (names and options) and data files
     (`files=False`: not whether they exist here)."""
-    import torch
-
-    from actionbench.engine.trainer import check_run_config, model_options
-    from actionbench.models.registry import build_model
+    from actionbench.engine.assembly import check_model_config, check_run_config
 
     for cfg in configs:
         check_run_config(cfg, files)
-        with torch.device("meta"):  # shapes only: instant even for large models
-            try:
-                build_model(cfg.model.name, 2, cfg.data.frames, temporal_pooling=cfg.model.temporal_pooling,
-                            **model_options(cfg))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{cfg.model.name} with options {cfg.model.options}: {exc}") from exc
+        check_model_config(cfg)
 
 
 def study_configs(study_path: str | Path, out_dir: str | Path,
@@ -207,7 +210,6 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actionbench.cli import split_overrides
     from actionbench.study.report import write_report
 
     split_overrides(args, ("study",))

@@ -18,6 +18,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from actionbench.models.base import VideoModel
 from actionbench.models.head import VideoHead, pool_frames, pool_volume
 from actionbench.models.layers import (
     FRAMES_TIME_DIM,
@@ -103,16 +104,15 @@ _I3D_TIME_POOLS = {"inception3a": (3, 1), "inception4a": (3, 1)}
 _LAST_TIME_POOLS = {2: (2, 0), 3: (3, 1)}  # kernel -> (kernel, padding)
 
 
-class VideoInceptionV1(nn.Module):
+class VideoInceptionV1(VideoModel):
     def __init__(self, design: str, num_classes: int, num_frames: int, temporal_pooling: bool = False,
                  dropout: float = 0.5, temporal_padding: str = "zeros", last_time_pool: int = 2) -> None:
-        super().__init__()
+        super().__init__(num_classes=num_classes, num_frames=num_frames, mean=INCEPTION_MEAN, std=INCEPTION_STD)
         if last_time_pool not in _LAST_TIME_POOLS or (last_time_pool != 2 and design != "i3d"):
             raise ValueError(f"last_time_pool must be 2 (the paper's model) or 3 (the public I3D code; i3d only), "
                              f"got {last_time_pool} for {design}_inception_v1")
-        self.design, self.num_frames, self.num_classes = design, num_frames, num_classes
+        self.design = design
         self.temporal_pooling = temporal_pooling
-        self.mean, self.std = INCEPTION_MEAN, INCEPTION_STD
         self.volumetric = design in _VOLUMETRIC
         conv = partial(BasicConv, design=design, temporal_padding=temporal_padding)
         if self.volumetric:

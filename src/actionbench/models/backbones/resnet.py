@@ -22,6 +22,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from actionbench.models.base import VideoModel
 from actionbench.models.head import VideoHead, pool_frames, pool_volume
 from actionbench.models.layers import (
     FRAMES_TIME_DIM,
@@ -178,7 +179,7 @@ def nonlocal_positions(num_blocks: int, limit: int, at: str = "odd") -> list[int
     return list(range(1 if at == "odd" else 0, num_blocks, 2))[:limit]
 
 
-class VideoResNet(nn.Module):
+class VideoResNet(VideoModel):
     def __init__(
         self,
         block: type[_Block],
@@ -198,12 +199,11 @@ class VideoResNet(nn.Module):
         nonlocal_scale: bool = False,
         stem_temporal_stride: int = 1,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes=num_classes, num_frames=num_frames, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         if pool_style not in POOL_STYLES:
             raise ValueError(f"pool_style must be one of {', '.join(POOL_STYLES)}, got {pool_style!r}")
-        self.design, self.num_frames, self.num_classes = design, num_frames, num_classes
+        self.design = design
         self.temporal_pooling, self.pool_style = temporal_pooling, pool_style
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.inplanes = base_channels
         if design.volumetric:
             stem_kt = 5 if design.name == "i3d3x1" else 3

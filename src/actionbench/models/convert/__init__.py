@@ -1,16 +1,8 @@
 """Released checkpoints of other codebases -> actionbench checkpoints that compute the same function.
 
-One small module per source codebase holds its key rules as data and its preprocessing:
-`official` (IBM/action-recognition-pytorch, the paper's code), `tsm` (mit-han-lab/temporal-shift-module),
-`mmaction2`, `pytorchvideo`, `pyslowfast`. Each provides
-
-- `detect(raw) -> bool`: the file is one of its checkpoints (its key layout);
-- `unwrap(raw) -> (state, info)`: the weights without wrappers or prefixes, and what else the file says;
-- `guess(state, info, path) -> dict`: what the file tells of the model (`model`, `frames`, `temporal_pooling`,
-  `options`) and of its authors' protocol (`preprocessing`: config keys such as `model.mean`, `data.size`);
-- `RULES`: `(pattern, replacement)` regex substitutions, applied in order, from their keys to ours;
-- optionally `combine(state) -> state` for what renaming cannot do (several keys into one, folded biases) and
-  `ZERO_KEYS`: our keys their model lacks and that are zero there (a missing bias).
+One small module per source codebase declares what it is as a `Source` (source.py: detection, unwrapping, what
+the file says, key rules as data, its authors' preprocessing): `official` (IBM/action-recognition-pytorch, the
+paper's code), `tsm` (mit-han-lab/temporal-shift-module), `mmaction2`, `pytorchvideo`, `pyslowfast`.
 
 `convert_checkpoint` applies them, then checks strictly: every key of theirs must land on a key of ours with the
 same shape (2D convs may come as 1-frame 3D kernels), every key of ours must be filled; anything else is an error
@@ -25,12 +17,14 @@ import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-from actionbench.errors import CheckpointError
+from actionbench.models.convert.source import ConversionError, Source
 from actionbench.models.weights import file_sha256
+
+__all__ = ["SOURCES", "ConversionError", "Source", "convert_checkpoint", "detect_source", "read_checkpoint",
+           "source_of"]
 
 SOURCES = ("official", "tsm", "mmaction2", "pytorchvideo", "pyslowfast")
 # Globals a weights_only load may construct beyond torch's own allow-list: data, never code.
@@ -39,12 +33,11 @@ _HARMLESS_GLOBALS = re.compile(
     r"|collections\.(OrderedDict|defaultdict|Counter)|builtins\.(list|dict|set|tuple))$")
 
 
-class ConversionError(CheckpointError, ValueError):
-    """A checkpoint that cannot be converted; the message names the file, keys or values at fault."""
-
-
-def _source_module(name: str) -> ModuleType:
-    return importlib.import_module(f"actionbench.models.convert.{name}")
+def source_of(name: str) -> Source:
+    """The `Source` of a codebase by name (its module's `SOURCE`)."""
+    if name not in SOURCES:
+        raise ConversionError(f"unknown source {name!r}; choose one of {', '.join(SOURCES)}")
+    return importlib.import_module(f"actionbench.models.convert.{name}").SOURCE
 
 
 def read_checkpoint(path: str | Path) -> object:
@@ -83,7 +76,7 @@ def detect_source(raw: object, path: str | Path = "") -> str:
     """The codebase that wrote `raw`, from its key layout; an error when none or several match."""
     if not isinstance(raw, Mapping):
         raise ConversionError(f"{path} holds a {type(raw).__name__}, not a checkpoint dictionary")
-    found = [name for name in SOURCES if _source_module(name).detect(raw)]
+    found = [name for name in SOURCES if source_of(name).detect(raw)]
     if len(found) != 1:
         what = "no known layout" if not found else f"several layouts ({', '.join(found)})"
         raise ConversionError(f"cannot tell which codebase wrote {path}: {what}. Give --from "
@@ -97,33 +90,19 @@ def rename_key(key: str, rules: list[tuple[str, str | Callable]]) -> str:
     return key
 
 
-def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
-
-
-def only_tensors(state: object, where: str) -> dict[str, torch.Tensor]:
-    if not isinstance(state, Mapping) or not state:
-        raise ConversionError(f"{where}: expected a state dict of tensors, found {type(state).__name__}")
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ConversionError(f"{where}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
-    return dict(state)
-
-
 def _key_list(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def map_state(state: dict[str, torch.Tensor], source: ModuleType, target: Mapping[str, torch.Tensor],
+def map_state(state: dict[str, torch.Tensor], source: Source, target: Mapping[str, torch.Tensor],
               where: str) -> dict[str, torch.Tensor]:
     """Their state -> ours, strictly: every key of theirs used, every key of ours filled, shapes equal."""
-    combine = getattr(source, "combine", None)
-    state = combine(dict(state)) if combine else dict(state)
+    state = source.combine(dict(state)) if source.combine else dict(state)
     mapped: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     unexpected, wrong_shape = [], []
     for key, value in state.items():
-        ours = rename_key(key, source.RULES)
+        ours = rename_key(key, source.rules)
         if ours not in target:
             unexpected.append(f"{key} (as {ours})" if ours != key else key)
             continue
@@ -137,7 +116,7 @@ def map_state(state: dict[str, torch.Tensor], source: ModuleType, target: Mappin
             unexpected.append(f"{key} (a second source for {ours}, after {origin[ours]})")
             continue
         mapped[ours], origin[ours] = value.to(want.dtype), key
-    zero = re.compile(getattr(source, "ZERO_KEYS", r"(?!)"))
+    zero = re.compile(source.zero_keys or r"(?!)")
     missing = []
     for key, want in target.items():
         if key in mapped:
@@ -155,9 +134,9 @@ def map_state(state: dict[str, torch.Tensor], source: ModuleType, target: Mappin
     return mapped
 
 
-def _classifier_size(state: Mapping[str, torch.Tensor], source: ModuleType) -> int:
+def _classifier_size(state: Mapping[str, torch.Tensor], source: Source) -> int:
     for key, value in state.items():
-        if rename_key(key, source.RULES) == "fc.weight":
+        if rename_key(key, source.rules) == "fc.weight":
             return int(value.shape[0])
     raise ConversionError("the checkpoint has no classifier weights (a backbone only?); nothing to evaluate")
 
@@ -170,14 +149,12 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
     `preprocessing`, `source`) whose model computes the original's function. Arguments override what the file
     says; what neither says falls back to the source's documented defaults (printed by `actionbench convert`)."""
     from actionbench.config import Config, ConfigError, to_dict, update_config
-    from actionbench.engine.trainer import build_run_model
+    from actionbench.models.factory import build_from_config
 
     path = Path(path)
     raw = read_checkpoint(path)
     source = source or detect_source(raw, path)
-    if source not in SOURCES:
-        raise ConversionError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    module = _source_module(source)
+    module = source_of(source)
     state, info = module.unwrap(raw)
     guess = module.guess(state, info, path)
     name = model or guess.get("model")
@@ -189,7 +166,7 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
     cfg.model.temporal_pooling = guess.get("temporal_pooling", False) if temporal_pooling is None else temporal_pooling
     cfg.model.options = {**(guess.get("options", {}) if model in (None, guess.get("model")) else {}),
                          **(options or {})}
-    protocol = {**module.PREPROCESSING, **guess.get("preprocessing", {}), **(preprocessing or {})}
+    protocol = {**module.preprocessing, **guess.get("preprocessing", {}), **(preprocessing or {})}
     if frames:
         protocol["data.frames"] = frames
     try:
@@ -200,7 +177,7 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
     if classes is not None and len(classes) != num_classes:
         raise ConversionError(f"{len(classes)} class names given for a classifier of {num_classes} classes")
     try:
-        net = build_run_model(cfg, num_classes)
+        net = build_from_config(cfg.model, num_classes, cfg.data.frames, weights=False)
     except ValueError as exc:
         raise ConversionError(f"{path}: cannot build {name} with options {cfg.model.options}: {exc}") from exc
     weights = map_state(state, module, net.state_dict(), f"{path} ({source} -> {name})")

@@ -44,7 +44,7 @@ def _pairs(items: list[str], what: str, allowed: tuple[str, ...] | None = None) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from actionbench.engine.checkpoint import save_checkpoint
+    from actionbench.models.weights import save_checkpoint
 
     out = Path(args.out)
     try:

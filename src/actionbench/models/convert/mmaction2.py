@@ -18,9 +18,9 @@ from collections.abc import Mapping
 
 import torch
 
-from actionbench.models.convert import ConversionError, only_tensors, strip_prefix
+from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
 
-RULES = [
+_RULES = [
     (r"^backbone\.", ""),
     (r"^cls_head\.fc_cls\.", "fc."),
     (r"^(layer\d)\.net\.", r"\1."),  # temporal pooling: TemporalPool(layer2).net
@@ -35,18 +35,18 @@ RULES = [
     (r"\.non_local_block\.conv_out\.conv\.", ".nonlocal_block.w."),
     (r"\.non_local_block\.conv_out\.bn\.", ".nonlocal_block.bn."),
 ]
-ZERO_KEYS = r"\.nonlocal_block\.w\.bias$"  # mmcv's conv_out has a norm and therefore no bias
-PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
+_ZERO_KEYS = r"\.nonlocal_block\.w\.bias$"  # mmcv's conv_out has a norm and therefore no bias
+_PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
                  "test.num_crops": 3}
 
 
-def detect(raw: Mapping) -> bool:
+def _detect(raw: Mapping) -> bool:
     state = raw.get("state_dict", raw)
     keys = [str(k) for k in state] if isinstance(state, Mapping) else []
     return any(k.startswith("backbone.") for k in keys) and any(k.startswith("cls_head.") for k in keys)
 
 
-def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     state = raw.get("state_dict", raw)
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
     info = {k: meta[k] for k in ("epoch", "iter", "mmengine_version", "mmaction2_version", "mmaction_version")
@@ -54,7 +54,7 @@ def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     return strip_prefix(only_tensors(state, "MMAction2 checkpoint"), "module."), info
 
 
-def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     keys = list(state)
     layer3 = {int(m[1]) for k in keys if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
     bottleneck = any(".conv3." in k for k in keys)
@@ -86,3 +86,14 @@ def _nonlocal_at(keys: list[str], path) -> str:
         if blocks == expected:
             return at
     raise ConversionError(f"{path}: non-local blocks after {blocks}: a placement we do not have")
+
+
+SOURCE = Source(
+    "mmaction2",
+    detect=_detect,
+    unwrap=_unwrap,
+    guess=_guess,
+    rules=_RULES,
+    preprocessing=_PREPROCESSING,
+    zero_keys=_ZERO_KEYS,
+)

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 
 import torch
 
-from actionbench.models.convert import ConversionError, only_tensors, strip_prefix
+from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
 
-RULES: list = []  # their keys are ours, once `combine` has merged TAM and folded the S3D biases
-PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 10,
+_RULES = []  # their keys are ours, once `combine` has merged TAM and folded the S3D biases
+_PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 10,
                  "test.num_crops": 3}  # mean/std: the backbone's, as our models (ImageNet; InceptionV1 0.5/0.5)
 
 _TAM = re.compile(r"^(?P<module>.*?)\.?(?P<name>tam\w*)\.(?P<which>prev|curr|next)_se\.fc1\.weight$")
@@ -32,7 +32,7 @@ _ARCH = re.compile(
     r"|i3d_v2|s3d)(?P<dw>-dw-t-conv)?(?P<ts>-ts(-(?P<pool>max|avg))?)?-f(?P<frames>\d+)")
 
 
-def detect(raw: Mapping) -> bool:
+def _detect(raw: Mapping) -> bool:
     state = raw.get("state_dict")
     if isinstance(raw.get("arch"), str) and isinstance(state, Mapping):
         return bool(_ARCH.search(raw["arch"]))
@@ -40,7 +40,7 @@ def detect(raw: Mapping) -> bool:
     return any(".tam." in k or re.match(r"^(module\.)?tam\d", k) for k in keys)
 
 
-def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     state = raw["state_dict"] if isinstance(raw.get("state_dict"), Mapping) else raw
     info = {"arch": raw.get("arch"), "epoch": raw.get("epoch")}
     best = raw.get("best_top1")
@@ -50,7 +50,7 @@ def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
                                                                                if v is not None}
 
 
-def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     match = _ARCH.search(info.get("arch") or "")
     if not match:
         return {}
@@ -84,7 +84,7 @@ def _tam_target(module: str, name: str) -> str:
     return f"temporal.{_INCEPTION_TAM.get(name, 'inception' + name[3:])}"
 
 
-def combine(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _combine(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key in [k for k in state if _TAM.match(k)]:
         m = _TAM.match(key)
@@ -103,3 +103,14 @@ def combine(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             raise ConversionError(f"{key}: no {bn} to fold the bias into")
         state[bn] = state[bn] - state.pop(key)  # BN(conv(x) + b) with mean m == BN(conv(x)) with mean m - b
     return state
+
+
+SOURCE = Source(
+    "official",
+    detect=_detect,
+    unwrap=_unwrap,
+    guess=_guess,
+    rules=_RULES,
+    preprocessing=_PREPROCESSING,
+    combine=_combine,
+)

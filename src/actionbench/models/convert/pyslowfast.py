@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 import yaml
 
-from actionbench.models.convert import ConversionError, only_tensors
+from actionbench.models.convert.source import ConversionError, Source, only_tensors
 
 _PARTS = {"a": "conv1", "a_bn": "bn1", "b": "conv2", "b_bn": "bn2", "c": "conv3", "c_bn": "bn3"}
 _NONLOCAL = {"conv_theta": "theta", "conv_phi": "phi", "conv_g": "g", "conv_out": "w", "bn": "bn"}
@@ -33,7 +33,7 @@ def _stage(m: re.Match) -> str:
     return f"layer{stage - 1}.{block}."
 
 
-RULES = [
+_RULES = [
     (r"^(multi:)?s1\.pathway0_stem\.conv\.", lambda m: "slow_conv1." if m[1] else "conv1."),
     (r"^(multi:)?s1\.pathway0_stem\.bn\.", lambda m: "slow_bn1." if m[1] else "bn1."),
     (r"^multi:s1\.pathway1_stem\.(conv|bn)\.", lambda m: f"fast_{m[1]}1."),
@@ -46,16 +46,16 @@ RULES = [
      lambda m: f"{_stage(m)}downsample.{1 if m['bn'] else 0}."),
     (r"^(multi:)?head\.projection\.", "fc."),
 ]
-PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 0.225], "data.sampling": "dense",
+_PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 0.225], "data.sampling": "dense",
                  "data.size": 256, "data.scale_size": 256, "test.num_clips": 10, "test.num_crops": 3}
 
 
-def detect(raw: Mapping) -> bool:
+def _detect(raw: Mapping) -> bool:
     state = raw.get("model_state", raw)
     return isinstance(state, Mapping) and any(str(k).startswith("s1.pathway0_stem.") for k in state)
 
 
-def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     state = only_tensors(raw.get("model_state", raw), "PySlowFast checkpoint")
     if "s1.pathway1_stem.conv.weight" in state:  # two pathways: the rules tell them from single-pathway keys
         state = {f"multi:{k}": v for k, v in state.items()}
@@ -73,7 +73,7 @@ def _cfg(info: Mapping, path) -> dict:
     return cfg if isinstance(cfg, dict) else {}
 
 
-def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     cfg = _cfg(info, path)
     data, test = cfg.get("DATA", {}), cfg.get("TEST", {})
     protocol = {"data.frames": data.get("NUM_FRAMES"), "data.stride": data.get("SAMPLING_RATE"),
@@ -106,3 +106,13 @@ def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
         options.update(nonlocal_subsample="before", nonlocal_scale=True)
     return {"model": f"{'nln' if nonlocal_blocks else 'tsn'}_resnet{depth}", "temporal_pooling": True,
             "options": options, "preprocessing": {"data.frames": 8, "data.stride": 8, **protocol}}
+
+
+SOURCE = Source(
+    "pyslowfast",
+    detect=_detect,
+    unwrap=_unwrap,
+    guess=_guess,
+    rules=_RULES,
+    preprocessing=_PREPROCESSING,
+)

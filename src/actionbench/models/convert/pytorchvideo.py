@@ -16,12 +16,12 @@ from collections.abc import Mapping
 
 import torch
 
-from actionbench.models.convert import ConversionError, only_tensors
+from actionbench.models.convert.source import ConversionError, Source, only_tensors
 
 _PARTS = {"conv_a": "conv1", "norm_a": "bn1", "conv_b": "conv2", "norm_b": "bn2", "conv_c": "conv3",
           "norm_c": "bn3"}
 
-RULES = [
+_RULES = [
     # `unwrap` rewrites each stage's block number to `stage<k>` (1-based), whatever blocks lie between them.
     (r"^blocks\.0\.multipathway_blocks\.(\d)\.(conv|norm)\.",
      lambda m: f"{('slow', 'fast')[int(m[1])]}_{'conv' if m[2] == 'conv' else 'bn'}1."),
@@ -35,17 +35,17 @@ RULES = [
     (r"\.branch1_(conv|norm)\.", lambda m: f".downsample.{0 if m[1] == 'conv' else 1}."),
     (r"^head\.proj\.", "fc."),
 ]
-PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 0.225], "data.sampling": "dense",
+_PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 0.225], "data.sampling": "dense",
                  "data.size": 256, "data.scale_size": 256, "test.num_clips": 10, "test.num_crops": 3}
 
 
-def detect(raw: Mapping) -> bool:
+def _detect(raw: Mapping) -> bool:
     state = raw.get("model_state", raw)
     return isinstance(state, Mapping) and any(re.match(r"blocks\.0\.(multipathway_blocks\.0\.)?conv\.", str(k))
                                               for k in state)
 
 
-def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     state = only_tensors(raw.get("model_state", raw), "PyTorchVideo checkpoint")
     stage_blocks = sorted({int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.(multipathway_blocks\.\d\.)?"
                                                                        r"res_blocks\.", k))})
@@ -65,7 +65,7 @@ def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     return renamed, info
 
 
-def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     if any("multipathway_blocks" in k for k in state):
         return {"model": "slowfast_resnet50", "options": {"slow_frames": "linspace"},
                 "preprocessing": {"data.frames": 32, "data.stride": 2}}
@@ -75,3 +75,13 @@ def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
         raise ConversionError(f"{path}: only PyTorchVideo's SlowFast-R50 and I3D-R50/R101 are supported")
     return {"model": f"i3d3x1_resnet{depth}", "temporal_pooling": True, "options": {"pool_style": "c2d"},
             "preprocessing": {"data.frames": 8, "data.stride": 8}}
+
+
+SOURCE = Source(
+    "pytorchvideo",
+    detect=_detect,
+    unwrap=_unwrap,
+    guess=_guess,
+    rules=_RULES,
+    preprocessing=_PREPROCESSING,
+)

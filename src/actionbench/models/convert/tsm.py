@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 import torch
 
-from actionbench.models.convert import ConversionError, only_tensors, strip_prefix
+from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
 
-RULES = [
+_RULES = [
     (r"^base_model\.", ""),
     (r"\.net\.", "."),  # a shifted conv: TemporalShift(conv).net
     (r"^(layer\d+\.\d+)\.block\.", r"\1."),  # a block wrapped by NL3DWrapper
@@ -26,17 +26,17 @@ RULES = [
     (r"\.nonlocal_block\.W\.1\.", ".nonlocal_block.bn."),
     (r"^new_fc\.", "fc."),
 ]
-PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
+_PREPROCESSING = {"data.size": 224, "data.scale_size": 256, "data.sampling": "uniform", "test.num_clips": 1,
                  "test.num_crops": 1}  # ImageNet mean/std, as our ResNets; their test script's 1 clip x 1 crop
 
 
-def detect(raw: Mapping) -> bool:
+def _detect(raw: Mapping) -> bool:
     state = raw.get("state_dict", raw)
     return isinstance(state, Mapping) and any(str(k).startswith(("module.base_model.", "base_model."))
                                               for k in state)
 
 
-def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     state = raw.get("state_dict", raw)
     info = {k: raw[k] for k in ("arch", "epoch") if k in raw}
     if "best_prec1" in raw:
@@ -44,7 +44,7 @@ def unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     return strip_prefix(only_tensors(state, "TSM checkpoint"), "module."), info
 
 
-def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
+def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     keys = [k.removeprefix("base_model.") for k in state]
     layer3 = {int(m[1]) for k in keys if (m := re.match(r"layer3\.(\d+)\.", k))}
     bottleneck = any(".conv3." in k for k in keys)
@@ -68,3 +68,13 @@ def guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     if segments:
         protocol["data.frames"] = int(segments[1])
     return {"model": name, "temporal_pooling": pooled, "options": options, "preprocessing": protocol}
+
+
+SOURCE = Source(
+    "tsm",
+    detect=_detect,
+    unwrap=_unwrap,
+    guess=_guess,
+    rules=_RULES,
+    preprocessing=_PREPROCESSING,
+)

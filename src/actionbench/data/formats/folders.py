@@ -1,0 +1,30 @@
+"""A folder of classes: `root/<class>/<video file or frame folder>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from actionbench.data.records import AnnotationError, Annotations, VideoRecord
+
+if TYPE_CHECKING:
+    from actionbench.data.formats import ReadOptions
+
+
+_MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv", ".gif")
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def read(path: Path, options: ReadOptions) -> Annotations:
+    """`root/<class>/<video file or frame folder>`: classes are the sub-folders, sorted."""
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    records = []
+    for label, name in enumerate(classes):
+        for item in sorted((path / name).iterdir()):
+            frames = item.is_dir() and any(f.suffix.lower() in _FRAME_SUFFIXES for f in item.iterdir())
+            if frames or (item.is_file() and item.suffix.lower() in _MEDIA_SUFFIXES):
+                records.append(VideoRecord(f"{name}/{item.name}", label, item.stem))
+    if not records:
+        raise AnnotationError(f"{path}: a folder of classes holds <class>/<video> or <class>/<frame folder>; found "
+                              "no video or frame folder one level below its sub-folders")
+    return Annotations(records, classes, source=str(path))
