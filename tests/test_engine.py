@@ -124,7 +124,7 @@ def test_broken_videos_do_not_stop_training(appearance, tmp_path):
     cfg = load_config(None, [*TINY, f"data.train_list={tmp_path / 'train.txt'}",
                              f"data.val_list={tmp_path / 'val.txt'}",
                              f"data.root={appearance['root']}", f"output_dir={tmp_path / 'run'}", "optim.epochs=1",
-                             "data.batch_size=8"])
+                             "data.batch_size=8", "data.max_bad_fraction=0.5"])
     results = train(cfg)
     assert results["bad_videos"] == 3 and results["video_bad_videos"] == 3
     assert results["video_videos"] == len(appearance["val"].read_text().splitlines())

@@ -59,6 +59,14 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """An error raised in a data-loader worker arrives with the worker's traceback in its message: its last line is
+    what the worker said."""
+    if "Original Traceback" in message:
+        return message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except ActionbenchError as exc:
         if debug:
             raise
-        print(f"actionbench {command}: error: {exc}", file=sys.stderr)
+        print(f"actionbench {command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         if debug:

@@ -84,6 +84,9 @@ class DataConfig(_Section):
     # ($XDG_CACHE_HOME/actionbench/video-index), a folder, or null (rebuilt for every clip)
     index_cache: str | None = "auto"
     clip_timeout: float = 120.0  # seconds a clip may take to decode in a worker before it counts as a bad video
+    # a split whose unreadable videos are more than this share of its videos stops the run (DataError): a wrong
+    # data.root or a half-finished download is an error, not a silently smaller dataset
+    max_bad_fraction: float = 0.05
     # how data-loader workers start: forkserver (default: from a clean single-threaded server, never from a process
     # with threads, which can deadlock), spawn, or fork (fastest start, the old way)
     worker_start: Literal["forkserver", "spawn", "fork"] = "forkserver"
@@ -274,7 +277,13 @@ def _parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.lr=0.02)")
     key, raw = text.split("=", 1)
-    return nested({key: yaml.safe_load(raw) if raw.strip() else ""})
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {text!r}: its value is not valid YAML ({problem}); close its brackets or "
+                          "quotes") from None
+    return nested({key: value})
 
 
 def update_config(cfg: Config, values: dict) -> Config:
@@ -338,6 +347,8 @@ def validate(cfg: Config) -> None:
     for key, value in at_least_zero.items():
         if value < 0:
             raise ConfigError(f"{key}: must be 0 or more, got {value}")
+    if not 0 <= cfg.data.max_bad_fraction <= 1:
+        raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {cfg.data.max_bad_fraction}")
     for key, value in (("optim.momentum", cfg.optim.momentum), ("model.dropout", cfg.model.dropout)):
         if not 0 <= value < 1:
             raise ConfigError(f"{key}: must be in [0, 1), got {value}")

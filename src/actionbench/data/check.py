@@ -9,6 +9,8 @@ from pathlib import Path
 
 from actionbench.data.decoding import open_video, resolve_index_cache
 from actionbench.data.formats import FORMATS, load_annotations
+from actionbench.data.splits import data_root
+from actionbench.errors import DataError
 
 
 def check_video(path: str, min_frames: int, index_cache: Path | None = None) -> tuple[str, int | None, str]:
@@ -34,8 +36,10 @@ def check_dataset(annotations: str | Path, root: str | Path | None = None, forma
                   workers: int = 2, min_frames: int = 1, progress: bool = True,
                   index_cache: str | Path | None = None) -> list[dict]:
     """Every record of the annotation file with its problem ("" when fine)."""
-    ann = load_annotations(annotations, format, root=root)
-    base = Path(root) if root else (Path(annotations) if Path(annotations).is_dir() else Path(annotations).parent)
+    base = data_root(root, annotations)  # as training resolves the paths
+    ann = load_annotations(annotations, format, root=base)
+    if not len(ann):
+        raise DataError(f"{annotations} lists no video: nothing to check")
     paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in ann.records]
     rows = []
     with ProcessPoolExecutor(max(1, workers)) as pool:

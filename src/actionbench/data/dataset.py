@@ -34,6 +34,7 @@ from actionbench.data.formats import load_annotations
 from actionbench.data.records import Annotations, RecordTable, VideoRecord
 from actionbench.data.sampling import clip_indices
 from actionbench.data.transforms import MULTI_SCALES, TestTransform, TrainTransform
+from actionbench.errors import DataError
 
 log = logging.getLogger(__name__)
 MODES = ("train", "val", "test")
@@ -182,7 +183,22 @@ class VideoClipDataset(Dataset):
                 continue
             clip, label = self.transform(frames, record.label, rng)
             return clip, label, video_index, 0
-        raise RuntimeError(f"no readable video found in {len(self.records)} attempts; see {self.bad_video_log}")
+        raise DataError(f"no readable video found in {len(self.records)} attempts (see {self.bad_video_log}); check "
+                        "data.root and the files (actionbench data check)")
+
+
+INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """A data-loader worker's start: SIGINT and SIGTERM ignored. A terminal's Ctrl-C and a scheduler's SIGTERM go to
+    the whole process group; the main process decides what they mean (write last.pt, stop), and a worker killed
+    by them would only turn that into "DataLoader worker exited unexpectedly". The loader starts its workers with
+    both blocked (`engine.evaluation.make_loader`), so that one arriving before this runs waits and is then
+    discarded. Workers still end with their loader, or when the main process is gone."""
+    for signum in INTERRUPTS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
 
 
 class ClipTimeout(VideoDecodeError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from actionbench.data.formats import FORMATS, load_annotations
 from actionbench.data.records import AnnotationError, absolute_records, write_list
-from actionbench.data.splits import make_mini
+from actionbench.data.splits import data_root, make_mini
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -20,21 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--out", required=True, help="output folder: train.txt, val.txt, classes.txt")
 
 
-def _source_root(annotations: str, root: str | None) -> Path:
-    return Path(root) if root else (Path(annotations) if Path(annotations).is_dir() else Path(annotations).parent)
-
-
 def run(args: argparse.Namespace) -> int:
-    train = load_annotations(args.annotations, args.format, root=args.root)
+    # paths resolved exactly as training resolves them (Kinetics ids are looked up under the same root)
+    train = load_annotations(args.annotations, args.format, root=data_root(args.root, args.annotations))
     mini, chosen = make_mini(train, args.fraction, args.seed)
     out = Path(args.out)
     # absolute paths: the lists work from their new folder without a data.root
-    write_list(absolute_records(mini, _source_root(args.annotations, args.root)), out / "train.txt")
+    write_list(absolute_records(mini, data_root(args.root, args.annotations)), out / "train.txt")
     if args.val:
-        val = load_annotations(args.val, args.format, root=args.root)
+        val = load_annotations(args.val, args.format, root=data_root(args.root, args.val))
         if val.classes != train.classes:
             raise AnnotationError(f"{args.val} has another class list than {args.annotations}")
-        write_list(absolute_records(make_mini(val, chosen=chosen)[0], _source_root(args.val, args.root)),
+        write_list(absolute_records(make_mini(val, chosen=chosen)[0], data_root(args.root, args.val)),
                    out / "val.txt")
     print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} training videos -> "
           f"{out} (absolute video paths)")

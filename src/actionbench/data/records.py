@@ -16,6 +16,9 @@ import torch
 
 from actionbench.errors import DataError
 
+# Video files a folder of classes or a list's unquoted path may name (frame folders have no suffix).
+MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv", ".gif")
+
 
 class AnnotationError(DataError):
     """A malformed annotation file; the message names the file and line."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from actionbench.engine.distributed import DistInfo, broadcast_object, job_value
 from actionbench.errors import DataError, RunDirError
 from actionbench.models.base import VideoModel
 from actionbench.models.factory import build_from_config, model_options
-from actionbench.models.layers import TemporalMaxPool
+from actionbench.models.layers import TemporalMaxPool, convert_sync_batchnorm
 
 log = logging.getLogger(__name__)
+_EXISTENCE_SAMPLE = 200  # videos of a split looked for before a run starts (200 file lookups)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,11 +108,22 @@ def resolve_config(cfg: Config, info: DistInfo) -> Config:
 
 
 def load_split(cfg: Config, list_file: str, classes: list[str] | None = None) -> Annotations:
-    """The run's training split (`classes` None) or an evaluation split in the model's classes."""
+    """The run's training split (`classes` None) or an evaluation split in the model's classes; a DataError when
+    it lists no video, or when most of a sample of its videos do not exist (a wrong data.root)."""
     d = cfg.data
-    return splits.load_split(list_file, format=d.format, root=d.root or None, classes=classes,
-                             train_list=d.train_list, val_list=d.val_list, val_fraction=d.val_fraction,
-                             split_seed=d.split_seed)
+    ann = splits.load_split(list_file, format=d.format, root=d.root or None, classes=classes,
+                            train_list=d.train_list, val_list=d.val_list, val_fraction=d.val_fraction,
+                            split_seed=d.split_seed)
+    if not len(ann):
+        raise DataError(f"{list_file} lists no video: give annotations with at least one line")
+    root = splits.data_root(d.root or None, list_file)
+    sample = [ann.records[i] for i in range(0, len(ann), max(1, len(ann) // _EXISTENCE_SAMPLE))]
+    missing = [r.path for r in sample if not (root / r.path).exists()]
+    if len(missing) > d.max_bad_fraction * len(sample):
+        raise DataError(f"{len(missing)} of {len(sample)} videos sampled from {list_file} do not exist under {root} "
+                        f"(e.g. {root / missing[0]}): set data.root to the folder the annotation paths are relative "
+                        "to")
+    return ann
 
 
 def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model: VideoModel,
@@ -146,6 +159,25 @@ def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+
+
+def place_model(cfg: Config, model: VideoModel, device: torch.device, info: DistInfo) -> tuple[nn.Module, VideoModel]:
+    """The model on its device, in its memory format, with SyncBN and DDP when asked: (what the loop calls, the
+    model itself)."""
+    sync_bn = cfg.train.sync_bn and info.enabled and device.type == "cuda"
+    if sync_bn:
+        model = convert_sync_batchnorm(model)  # keeps the per-frame BN of 2D designs (torch's converter does not)
+    elif cfg.train.sync_bn and info.enabled:
+        warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
+    if cfg.train.channels_last:
+        volumetric = any(p.dim() == 5 for p in model.parameters())
+        model = model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
+    model.to(device)
+    if not info.enabled:
+        return model, model
+    device_ids = [info.local_rank] if device.type == "cuda" else None
+    # SyncBN keeps every rank's running statistics equal: no buffer broadcast before each forward
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=not sync_bn), model
 
 
 def cost_figures(cfg: Config, num_classes: int) -> dict:
@@ -199,6 +231,14 @@ def run_outputs(run_dir: Path, tag: str) -> dict[str, Path]:
     if tag == "final":
         return {"predictions": run_dir / "predictions.csv", "confusion": run_dir / "confusion.csv"}
     return {"predictions": run_dir / f"predictions_{tag}.csv", "confusion": run_dir / f"confusion_{tag}.csv"}
+
+
+def check_bad_share(cfg: Config, bad: int, listed: int, list_file: str, bad_video_log: Path | None) -> None:
+    """A DataError when more than `data.max_bad_fraction` of a split's videos could not be read."""
+    if bad > cfg.data.max_bad_fraction * listed:
+        raise DataError(f"{bad} of the {listed} videos of {list_file} could not be read (see {bad_video_log}): more "
+                        f"than data.max_bad_fraction={cfg.data.max_bad_fraction}. Check data.root and the files "
+                        f"(actionbench data check {list_file}), or raise data.max_bad_fraction.")
 
 
 def same_file(a: str, b: str) -> bool:
@@ -279,5 +319,6 @@ def results_record(cfg: Config, classes: list[str], metrics: dict, train_time: f
         "train_list": cfg.data.train_list, "val_list": cfg.data.val_list,
         "test_list": cfg.data.test_list or cfg.data.val_list, "seed": cfg.seed,
         "deterministic": cfg.train.deterministic, "output_dir": str(cfg.output_dir),
-        "best_selected": cfg.optim.epochs > cfg.train.eval_every,  # best.pt picked among several validations
+        # best.pt is kept beside last.pt; these numbers are the final weights' (`checkpoint`), not best.pt's
+        "validations": -(-cfg.optim.epochs // cfg.train.eval_every),
     }

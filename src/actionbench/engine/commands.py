@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from actionbench.config import (
@@ -19,6 +20,7 @@ from actionbench.config import (
     update_config,
 )
 
+log = logging.getLogger(__name__)
 _EVALUATION_KEYS = ("data.val_list", "data.test_list", "data.root", "data.frames", "data.sampling", "data.stride",
                     "data.size", "data.scale_size", "test.num_clips", "test.num_crops", "test.aggregate",
                     "test.scale_size")
@@ -83,7 +85,9 @@ def _train(args) -> int:
         raise ConfigError("give --resume or --resume-if-any, not both")
     resume = "auto" if args.resume_if_any else (True if args.resume else None)  # None: train.resume decides
     results = train(load_config(config, overrides), resume=resume, overwrite=args.overwrite)
-    print(json.dumps({k: results[k] for k in ("model", "clip_top1", "video_top1", "output_dir")}))
+    summary = {k: results[k] for k in ("model", "clip_top1", "video_top1", "output_dir")}
+    summary["videos_tested"] = f"{results['video_videos']} of {results['video_videos_listed']}"
+    print(json.dumps(summary))
     return 0
 
 
@@ -91,7 +95,9 @@ def _test(args) -> int:
     from actionbench.engine.assembly import resolve_device, resolve_threads, run_outputs
     from actionbench.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
-    from actionbench.engine.evaluation import evaluate_run
+    from actionbench.engine.evaluation import EvaluationStopped, evaluate_run
+    from actionbench.engine.stopping import StopSignals
+    from actionbench.errors import Interrupted
     from actionbench.models.weights import file_sha256
 
     split_overrides(args, ("run",))
@@ -117,6 +123,10 @@ def _test(args) -> int:
         update_config(cfg, {k: v for k, v in protocol.items() if not k.startswith("model.")})
     if not cfg.data.val_list:
         raise ConfigError("data.val_list is not set: give the annotations to evaluate on (data.val_list=...)")
+    test_list, chosen_on = cfg.data.test_list or cfg.data.val_list, state["config"]["data"]["val_list"]
+    if checkpoint.name == "best.pt" and chosen_on and Path(test_list).resolve() == Path(chosen_on).resolve():
+        log.warning("best.pt was chosen on %s, which is also the list tested here: its accuracy is optimistic (give "
+                    "data.test_list a split of its own, or test last.pt)", test_list)
     # files named after what was evaluated: the checkpoint, and a hash of its bytes and the evaluation settings
     # (another best.pt, or last.pt written again by a resume, is another evaluation)
     settings = {k: v for k, v in flat(to_dict(cfg)).items() if k in _EVALUATION_KEYS}
@@ -129,8 +139,12 @@ def _test(args) -> int:
         resolve_threads(cfg, info)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-        results = evaluate_run(cfg, model.to(device), classes, info, device, out_dir / "bad_videos.tsv",
-                               outputs=run_outputs(out_dir, tag))
+        with StopSignals(info) as stop:  # workers ignore a group's SIGINT/SIGTERM; this process stops in order
+            try:
+                results = evaluate_run(cfg, model.to(device), classes, info, device, out_dir / "bad_videos.tsv",
+                                       outputs=run_outputs(out_dir, tag), should_stop=stop.received_any)
+            except EvaluationStopped:
+                raise Interrupted(f"stopped by {stop.name()} during the test; no result was written") from None
     finally:
         cleanup_distributed()
     if info.is_main:

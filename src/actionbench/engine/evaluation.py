@@ -7,8 +7,14 @@ by (video, view), so no sample is counted twice whatever the world size. Videos 
 
 from __future__ import annotations
 
+import atexit
 import csv
 import multiprocessing
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +23,15 @@ from torch.utils.data import DataLoader, Subset
 
 from actionbench import statistics
 from actionbench.config import Config
+from actionbench.data.dataset import INTERRUPTS, ignore_interrupts
 from actionbench.data.transforms import normalize_clips
-from actionbench.engine.assembly import autocast_factory, load_split, make_dataset, same_file
+from actionbench.engine.assembly import autocast_factory, check_bad_share, load_split, make_dataset, same_file
 from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
 from actionbench.models.base import VideoModel
+
+
+class EvaluationStopped(Exception):
+    """A stop signal arrived during an evaluation (the caller says what was written and how to continue)."""
 
 
 def to_model_input(clips: torch.Tensor, model, device: torch.device) -> torch.Tensor:
@@ -46,9 +57,43 @@ def make_loader(dataset, *, batch_size: int, workers: int, device: torch.device,
         records = getattr(getattr(dataset, "dataset", dataset), "records", None)
         if records is not None and hasattr(records, "share_memory"):
             records.share_memory()  # workers get the record columns by handle, not a copy each
-        options = {"multiprocessing_context": context, "persistent_workers": True}
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, shuffle=False,
-                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed), **options)
+        options = {"multiprocessing_context": context, "persistent_workers": True, "worker_init_fn": ignore_interrupts}
+    return _Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, shuffle=False,
+                   pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed), **options)
+
+
+class _Loader(DataLoader):
+    """Starts its worker processes with SIGINT and SIGTERM blocked: a signal to the process group at that moment
+    waits in the workers until they ignore it (`ignore_interrupts`), and in the main process until they are up.
+    Since its workers ignore SIGTERM, they are ended in order at exit (`_stop_workers_at_exit`), not by the
+    SIGTERM multiprocessing would send them before joining them."""
+
+    def _get_iterator(self):
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        _LIVE_LOADERS.add(self)
+        if threading.current_thread() is not threading.main_thread():
+            return super()._get_iterator()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+        try:
+            return super()._get_iterator()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_LIVE_LOADERS: weakref.WeakSet[_Loader] = weakref.WeakSet()
+
+
+@atexit.register  # after multiprocessing's own exit handler was registered: runs before it
+def _stop_workers_at_exit() -> None:
+    for loader in list(_LIVE_LOADERS):
+        iterator = getattr(loader, "_iterator", None)  # persistent workers live with the loader's iterator
+        if iterator is None or not hasattr(iterator, "_shutdown_workers"):
+            continue
+        iterator._shutdown_workers()  # each worker told to stop, then joined
+        for worker in getattr(iterator, "_workers", []):
+            if worker.is_alive():  # stuck beyond the join's timeout
+                os.kill(worker.pid, signal.SIGKILL)
 
 
 def shard_loader(dataset, *, batch_size: int, workers: int, device: torch.device, info: DistInfo,
@@ -61,12 +106,16 @@ def shard_loader(dataset, *, batch_size: int, workers: int, device: torch.device
 
 @torch.no_grad()
 def collect_view_logits(model, loader: DataLoader, *, device: torch.device, info: DistInfo, autocast=None,
-                        progress=None) -> tuple[dict, dict]:
-    """{(video, view): logits} and {video: label} over a `shard_loader`'s dataset, on every rank."""
+                        progress=None, should_stop: Callable[[], bool] | None = None) -> tuple[dict, dict]:
+    """{(video, view): logits} and {video: label} over a `shard_loader`'s dataset, on every rank. `should_stop`
+    (one process only: ranks' shards differ in length, so they could not agree batch by batch) is asked after
+    every batch; once it says so, `EvaluationStopped` is raised."""
     model.eval()
     logits: dict[tuple[int, int], np.ndarray] = {}
     labels: dict[int, int] = {}
     for clips, targets, videos, views in (progress(loader) if progress else loader):
+        if should_stop is not None and not info.enabled and should_stop():
+            raise EvaluationStopped
         with autocast() if autocast else torch.autocast("cpu", enabled=False):
             out = model(to_model_input(clips, model, device)).float().cpu().numpy()
         # NumPy rows: a pickled row of a tensor carries its whole batch's storage (54x the bytes at batch 64)
@@ -155,7 +204,8 @@ def write_confusion(path: str | Path, confusion: np.ndarray, classes: list[str])
 
 
 def evaluate_run(cfg: Config, model: VideoModel, classes: list[str], info: DistInfo, device: torch.device,
-                 bad_video_log: Path | None, outputs: dict[str, Path] | None = None, progress=None) -> dict:
+                 bad_video_log: Path | None, outputs: dict[str, Path] | None = None, progress=None,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
     """Clip level (val list, 1 centre clip) and video level (test list, m clips x k crops); with `outputs`,
     the video-level predictions and confusion matrix are written there (main rank)."""
     autocast = autocast_factory(cfg, device)
@@ -168,13 +218,15 @@ def evaluate_run(cfg: Config, model: VideoModel, classes: list[str], info: DistI
         loader = shard_loader(dataset, batch_size=batch, workers=cfg.data.workers, device=device, info=info,
                               worker_start=cfg.data.worker_start)
         logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast,
-                                             progress=progress)
+                                             progress=progress, should_stop=should_stop)
         del loader  # its worker processes end here
         scores, truth, bad = aggregate_videos(logits, labels, cfg.test.aggregate)
+        check_bad_share(cfg, len(bad), len(ann), list_file, bad_video_log)
         metrics = accuracy_metrics(scores, truth, len(classes))
         results.update({f"{level}_top1": round(metrics["top1"], 3), f"{level}_top5": round(metrics["top5"], 3),
                         f"{level}_mean_class_acc": round(metrics["mean_class_acc"], 3),
-                        f"{level}_videos": metrics["count"], f"{level}_bad_videos": len(bad),
+                        f"{level}_videos": metrics["count"], f"{level}_videos_listed": len(ann),
+                        f"{level}_bad_videos": len(bad),
                         **accuracy_intervals(metrics, len(classes), level)})
         if level == "video" and outputs and info.is_main:
             write_confusion(outputs["confusion"], metrics["confusion"], classes)
@@ -185,8 +237,10 @@ def evaluate_run(cfg: Config, model: VideoModel, classes: list[str], info: DistI
     return results
 
 
-def validation_top1(model, loader: DataLoader, info: DistInfo, device: torch.device, autocast) -> float:
+def validation_top1(model, loader: DataLoader, info: DistInfo, device: torch.device, autocast,
+                    should_stop: Callable[[], bool] | None = None) -> float:
     """Clip-level top-1 of `model` on a validation loader (every rank gets the same number)."""
-    logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast)
+    logits, labels = collect_view_logits(model, loader, device=device, info=info, autocast=autocast,
+                                         should_stop=should_stop)
     scores, truth, _ = aggregate_videos(logits, labels)
     return float(accuracy_metrics(scores, truth, int(scores.shape[1]) if len(scores) else 1)["top1"])

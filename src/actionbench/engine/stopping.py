@@ -57,5 +57,9 @@ class StopSignals:
         self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
         return stop
 
+    def received_any(self) -> bool:
+        """Whether a signal reached this process (no collective: for one process, or a local decision)."""
+        return self.received is not None
+
     def name(self) -> str:
         return self.received or "a signal on another rank"

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +21,13 @@ from actionbench.engine.assembly import (
     AssembledRun,
     assemble_run,
     autocast_factory,
+    check_bad_share,
     configure_backends,
     make_optimizer,
+    place_model,
     resolve_device,
     results_record,
     run_outputs,
-    same_file,
 )
 from actionbench.engine.checkpoint import load_checkpoint, load_scaler_state, restore_rng, rng_state
 from actionbench.engine.distributed import (
@@ -38,12 +38,18 @@ from actionbench.engine.distributed import (
     init_distributed,
     job_value,
 )
-from actionbench.engine.evaluation import evaluate_run, make_loader, shard_loader, to_model_input, validation_top1
+from actionbench.engine.evaluation import (
+    EvaluationStopped,
+    evaluate_run,
+    make_loader,
+    shard_loader,
+    to_model_input,
+    validation_top1,
+)
 from actionbench.engine.logging import LossTracker, MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
 from actionbench.engine.stopping import StopSignals
 from actionbench.errors import Interrupted
-from actionbench.models.layers import convert_sync_batchnorm
 from actionbench.models.weights import save_checkpoint
 from actionbench.runtime import retain_freed_memory
 
@@ -113,28 +119,9 @@ class Trainer:
         cfg = self.cfg = run.cfg
         self.run, self.device, self.info = run, device, info
         self.last_path, self.best_path = run.run_dir / "last.pt", run.run_dir / "best.pt"
-        model = run.model
-        configure_backends(cfg, device, model, info)
-        if info.is_main and cfg.optim.epochs > cfg.train.eval_every and same_file(
-                cfg.data.val_list, cfg.data.test_list or cfg.data.val_list):
-            log.warning("best.pt is chosen on %s, which is also the test list: its test accuracy is optimistic "
-                        "(give data.test_list another split)", cfg.data.val_list)
-        self.sync_bn = cfg.train.sync_bn and info.enabled and device.type == "cuda"
-        if self.sync_bn:
-            model = convert_sync_batchnorm(model)  # keeps the per-frame BN of 2D designs (torch's converter does not)
-        elif cfg.train.sync_bn and info.enabled:
-            warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
-        self.volumetric = any(p.dim() == 5 for p in model.parameters())
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d if self.volumetric else torch.channels_last)
-        model.to(device)
-        self.core = model
-        if info.enabled:
-            device_ids = [info.local_rank] if device.type == "cuda" else None
-            # SyncBN keeps every rank's running statistics equal: no buffer broadcast before each forward
-            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                                        broadcast_buffers=not self.sync_bn)
-        self.model = model
+        configure_backends(cfg, device, run.model, info)
+        self.model, self.core = place_model(cfg, run.model, device, info)
+        self.volumetric = any(p.dim() == 5 for p in self.core.parameters())
         self.optimizer = make_optimizer(cfg, self.core)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16" and device.type == "cuda")
         self.autocast = autocast_factory(cfg, device)
@@ -158,9 +145,16 @@ class Trainer:
             save_checkpoint(self.state.checkpoint(self.core, self.optimizer, self.scaler, rng, self.cfg,
                                                   self.run.classes), path or self.last_path)
 
-    def validate(self, epoch: int) -> None:
-        """Clip-level validation after `epoch` epochs; best.pt when it is the best so far, then last.pt."""
-        top1 = validation_top1(self.model, self.val_loader, self.info, self.device, self.autocast)
+    def validate(self, epoch: int, stop: StopSignals) -> None:
+        """Clip-level validation after `epoch` epochs; best.pt when it is the best so far, then last.pt. A stop
+        signal ends it at once (one process; last.pt already says the validation is pending)."""
+        try:
+            top1 = validation_top1(self.model, self.val_loader, self.info, self.device, self.autocast,
+                                   should_stop=stop.received_any)
+        except EvaluationStopped:
+            raise Interrupted(f"stopped by {stop.name()} during the validation after epoch {epoch}; {self.last_path} "
+                              f"holds epoch {epoch} (its validation runs first on resume). Resume with: actionbench "
+                              f"train {self.run.run_dir} --resume") from None
         self.logger.log(self.state.step, **{"val/clip_top1": top1, "epoch": epoch})
         if self.info.is_main:
             self.progress.console.print(f"epoch {epoch}: val clip top-1 {top1:.2f}%")
@@ -232,7 +226,7 @@ class Trainer:
                                        worker_start=cfg.data.worker_start)
         with self.progress, StopSignals(info) as stop:
             if self.state.pending_validation:  # stopped between an epoch's end and its validation
-                self.validate(self.state.epoch)
+                self.validate(self.state.epoch, stop)
             sampler = GlobalBatchSampler(len(run.train_set), self.global_batch, seed=cfg.seed, rank=info.rank,
                                          world_size=info.world_size)
             loader = make_loader(run.train_set, batch_size=self.global_batch // info.world_size,
@@ -244,15 +238,22 @@ class Trainer:
                 if summary and info.is_main:
                     self.progress.console.print(f"[yellow]{len(summary)} bad video(s) replaced so far; see "
                                                 f"{run.bad_video_log}")
+                check_bad_share(cfg, len(summary), len(run.train_set.records), cfg.data.train_list,
+                                run.bad_video_log)
                 validating = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs
                 self.state.epoch, self.state.batch, self.state.pending_validation = epoch + 1, 0, validating
                 self.checkpoint()  # the epoch is safe before validation starts
                 if validating:
-                    self.validate(epoch + 1)
+                    self.validate(epoch + 1, stop)
             train_seconds = self.state.seconds()
             loader = self.val_loader = None  # the training's worker processes end before the final test starts its own
-            results = evaluate_run(cfg, self.core, run.classes, info, self.device, run.bad_video_log,
-                                   outputs=run_outputs(run.run_dir, "final"))
+            try:
+                results = evaluate_run(cfg, self.core, run.classes, info, self.device, run.bad_video_log,
+                                       outputs=run_outputs(run.run_dir, "final"), should_stop=stop.received_any)
+            except EvaluationStopped:
+                raise Interrupted(f"stopped by {stop.name()} during the final test; training is complete "
+                                  f"({self.last_path}). Resume with: actionbench train {run.run_dir} --resume "
+                                  "(it runs the test)") from None
         self.logger.close()
         results = results_record(cfg, run.classes, results, train_seconds, self.state.clips_seen,
                                  run.train_set.bad_video_summary())

@@ -33,12 +33,14 @@ def label_of(result: dict) -> str:
 
 
 def video_outcomes(result: dict) -> dict[str, bool] | None:
-    """video id -> whether the run's final test got it right (None without a predictions.csv)."""
+    """video -> whether the run's final test got it right (None without a predictions.csv). A video is its path as
+    the annotation gives it (relative to the data root): ids from file names repeat across class folders
+    (`<class>/v0.mp4`), paths do not."""
     path = Path(result.get("output_dir") or "") / "predictions.csv"
     if not result.get("output_dir") or not path.is_file():
         return None
     with path.open(newline="") as f:
-        return {row["video_id"]: row["label"] == row["predicted"] for row in csv.DictReader(f)}
+        return {row["path"]: row["label"] == row["predicted"] for row in csv.DictReader(f)}
 
 
 def _aligned(runs: list[dict], videos: list[str] | None = None) -> tuple[np.ndarray, list[str]] | None:

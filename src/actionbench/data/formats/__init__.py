@@ -20,7 +20,7 @@ from pathlib import Path
 
 from actionbench.config import FORMAT_NAMES
 from actionbench.data.formats import csvfile, folders, hmdb51, kinetics, lists, mit, ssv2, ucf101
-from actionbench.data.records import Annotations
+from actionbench.data.records import AnnotationError, Annotations
 from actionbench.errors import DataError
 
 
@@ -60,10 +60,14 @@ def detect_format(path: Path) -> str:
     with path.open() as f:
         first = f.readline().strip().lower()
     if name.endswith(".csv"):
-        if first.startswith("label,youtube_id"):
+        columns = {c.strip() for c in first.split(",")}
+        if columns >= kinetics.COLUMNS:  # the official header, in any column order
             return "kinetics"
-        if first.startswith("path,") or ",label" in first:
+        if {"path", "label"} <= columns:
             return "csv"
+        if "/" not in first and "." not in first:  # a header (MiT's files have none: their rows are paths)
+            raise AnnotationError(f"{path}:1: unknown CSV header {first!r}: expected 'path,label' (csv), Kinetics' "
+                                  f"{','.join(sorted(kinetics.COLUMNS))} (any order), or no header (Moments-in-Time)")
         return "mit"
     return "list"
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from actionbench.data.records import AnnotationError, Annotations, VideoRecord
+from actionbench.data.decoding.frames import FRAME_SUFFIXES
+from actionbench.data.records import MEDIA_SUFFIXES, AnnotationError, Annotations, VideoRecord
 
 if TYPE_CHECKING:
     from actionbench.data.formats import ReadOptions
 
 
-_MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv", ".gif")
-_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read(path: Path, options: ReadOptions) -> Annotations:
@@ -21,8 +20,8 @@ def read(path: Path, options: ReadOptions) -> Annotations:
     records = []
     for label, name in enumerate(classes):
         for item in sorted((path / name).iterdir()):
-            frames = item.is_dir() and any(f.suffix.lower() in _FRAME_SUFFIXES for f in item.iterdir())
-            if frames or (item.is_file() and item.suffix.lower() in _MEDIA_SUFFIXES):
+            frames = item.is_dir() and any(f.suffix.lower() in FRAME_SUFFIXES for f in item.iterdir())
+            if frames or (item.is_file() and item.suffix.lower() in MEDIA_SUFFIXES):
                 records.append(VideoRecord(f"{name}/{item.name}", label, item.stem))
     if not records:
         raise AnnotationError(f"{path}: a folder of classes holds <class>/<video> or <class>/<frame folder>; found "

@@ -13,6 +13,8 @@ from actionbench.data.records import AnnotationError, Annotations, VideoRecord
 if TYPE_CHECKING:
     from actionbench.data.formats import ReadOptions
 
+COLUMNS = {"label", "youtube_id", "time_start", "time_end"}  # and `split`, `is_cc` in some releases
+
 
 def _index_videos(root: Path | None) -> dict[str, str]:
     """stem -> path relative to root, for resolving Kinetics ids whatever the folder layout."""
@@ -25,9 +27,8 @@ def read(path: Path, options: ReadOptions) -> Annotations:
     classes, root = classes_beside(path, options.classes), options.root
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        needed = {"label", "youtube_id", "time_start", "time_end"}
-        if not reader.fieldnames or not needed <= set(reader.fieldnames):
-            raise AnnotationError(f"{path}:1: a Kinetics CSV needs the columns {sorted(needed)}")
+        if not reader.fieldnames or not set(reader.fieldnames) >= COLUMNS:
+            raise AnnotationError(f"{path}:1: a Kinetics CSV needs the columns {sorted(COLUMNS)}")
         raw = list(enumerate(reader, start=2))
     if classes is None:
         classes = sorted({row["label"] for _, row in raw})
