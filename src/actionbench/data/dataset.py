@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 from pathlib import Path
@@ -190,15 +192,35 @@ class VideoClipDataset(Dataset):
 INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 
 
-def ignore_interrupts(worker_id: int) -> None:
-    """A data-loader worker's start: SIGINT and SIGTERM ignored. A terminal's Ctrl-C and a scheduler's SIGTERM go to
-    the whole process group; the main process decides what they mean (write last.pt, stop), and a worker killed
-    by them would only turn that into "DataLoader worker exited unexpectedly". The loader starts its workers with
-    both blocked (`engine.evaluation.make_loader`), so that one arriving before this runs waits and is then
-    discarded. Workers still end with their loader, or when the main process is gone."""
+def start_worker(worker_id: int, main_pid: int) -> None:
+    """A data-loader worker's start. SIGINT and SIGTERM are ignored: a terminal's Ctrl-C and a scheduler's SIGTERM
+    go to the whole process group; the main process decides what they mean (write last.pt, stop), and a worker
+    killed by them would only turn that into "DataLoader worker exited unexpectedly". The loader starts its workers
+    with both blocked (`engine.evaluation.make_loader`), so that one arriving before this runs waits and is then
+    discarded. The worker ends when the main process does, however that ends: a worker started by a forkserver
+    is the server's child, and torch's own check (its parent) would keep it, and the server, alive for ever after
+    the main process was killed."""
     for signum in INTERRUPTS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+    threading.Thread(target=_exit_with, args=(main_pid,), name="actionbench-main-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        descriptor = os.pidfd_open(pid)  # readable once the process has ended (Linux 5.3+)
+        select.select([descriptor], [], [])
+    except (AttributeError, OSError):  # no pidfds here, or the process is gone already
+        while os.path.exists(f"/proc/{pid}") and _state(pid) != "Z":
+            time.sleep(1.0)
+    os._exit(0)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
 
 
 class ClipTimeout(VideoDecodeError):

@@ -15,6 +15,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from actionbench import statistics
 from actionbench.config import Config
-from actionbench.data.dataset import INTERRUPTS, ignore_interrupts
+from actionbench.data.dataset import INTERRUPTS, start_worker
 from actionbench.data.transforms import normalize_clips
 from actionbench.engine.assembly import autocast_factory, check_bad_share, load_split, make_dataset, same_file
 from actionbench.engine.distributed import DistInfo, gather_objects, shard_indices
@@ -57,14 +58,15 @@ def make_loader(dataset, *, batch_size: int, workers: int, device: torch.device,
         records = getattr(getattr(dataset, "dataset", dataset), "records", None)
         if records is not None and hasattr(records, "share_memory"):
             records.share_memory()  # workers get the record columns by handle, not a copy each
-        options = {"multiprocessing_context": context, "persistent_workers": True, "worker_init_fn": ignore_interrupts}
+        options = {"multiprocessing_context": context, "persistent_workers": True,
+                   "worker_init_fn": partial(start_worker, main_pid=os.getpid())}
     return _Loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, shuffle=False,
                    pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed), **options)
 
 
 class _Loader(DataLoader):
     """Starts its worker processes with SIGINT and SIGTERM blocked: a signal to the process group at that moment
-    waits in the workers until they ignore it (`ignore_interrupts`), and in the main process until they are up.
+    waits in the workers until they ignore it (`start_worker`), and in the main process until they are up.
     Since its workers ignore SIGTERM, they are ended in order at exit (`_stop_workers_at_exit`), not by the
     SIGTERM multiprocessing would send them before joining them."""
 
