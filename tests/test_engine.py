@@ -13,11 +13,10 @@ import torch
 from actionbench.cli import main
 from actionbench.config import ConfigError, load_config
 from actionbench.data.synthetic import make_synthetic_dataset
-from actionbench.engine.checkpoint import CheckpointError, load_checkpoint
 from actionbench.engine.schedules import learning_rate
 from actionbench.engine.trainer import train
-from actionbench.errors import TrainingDiverged
-from actionbench.models.weights import save_checkpoint
+from actionbench.errors import CheckpointError, TrainingDiverged
+from actionbench.models.weights import load_checkpoint, save_checkpoint
 
 TINY = ["model.name=tsn_resnet18", "model.base_channels=8", "model.dropout=0.0", "data.frames=4", "data.size=32",
         "data.scale_size=32", "data.train_scales=[1.0]", "data.workers=0", "train.progress=false",

@@ -207,12 +207,23 @@ def _check_type(key: str, value, hint):
     raise ConfigError(f"{key}: unsupported type {hint}")
 
 
+# Keys users of MMAction2, the TSM repo and PySlowFast type, and ours for them (suggested, never applied silently).
+KEY_ALIASES = {
+    "train.epochs": "optim.epochs", "train.max_epochs": "optim.epochs", "train.batch_size": "data.batch_size",
+    "train.lr": "optim.lr", "model.arch": "model.name", "model.backbone": "model.name",
+    "data.num_segments": "data.frames", "data.clip_len": "data.frames", "data.num_frames": "data.frames",
+    "data.num_workers": "data.workers", "data.frame_interval": "data.stride", "test.num_views": "test.num_clips",
+}
+
+
 def _apply(obj, values: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
     for name, value in values.items():
         key = f"{prefix}{name}"
         if name not in names:
+            if key in KEY_ALIASES:
+                raise ConfigError(f"unknown config key {key!r}; actionbench calls it {KEY_ALIASES[key]}")
             close = difflib.get_close_matches(name, names, n=3)
             hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}")

@@ -58,7 +58,10 @@ def check_dataset(annotations: str | Path, root: str | Path | None = None, forma
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="TOOL", required=True)
-    check = sub.add_parser("check", help="scan every video of a dataset and report bad entries")
+    check = sub.add_parser("check", help="scan every video of a dataset and report bad entries",
+                           description="Decode every video's frame index (and its first and last frames) in "
+                                       "parallel, report missing, empty, damaged or too short videos and labels "
+                                       "outside the classes; exit 1 if any is bad. The indexes are kept for training.")
     check.add_argument("annotations", help="annotation file, any supported format, or a folder of classes")
     check.add_argument("--root", help="folder the annotation paths are relative to")
     check.add_argument("--format", choices=FORMATS)

@@ -16,6 +16,7 @@ can leave it out and report it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import select
@@ -140,14 +141,20 @@ class VideoClipDataset(Dataset):
             return reader.get_frames(indices + record.first_frame)
 
     def _report_bad(self, record: VideoRecord, exc: BaseException) -> None:
-        path = str(self.path_of(record))
+        """Log a bad video once for the run: the first process (worker, rank) to meet it writes its line in the
+        bad-video log and warns; the others find it there."""
+        path = os.path.normpath(self.path_of(record))
         if path in self._logged:
             return
         self._logged.add(path)
         reason = str(exc).replace("\t", " ").replace("\n", " ")
-        log.warning("bad video %s: %s", path, reason)
-        with open(self.bad_video_log, "a") as f:  # one short append per bad video: safe across worker processes
+        with open(self.bad_video_log, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            if any(line.partition("\t")[0] == path for line in f.read().splitlines()):
+                return
             f.write(f"{path}\t{reason}\n")
+        log.warning("bad video %s: %s", path, reason)
 
     def bad_video_summary(self) -> dict[str, str]:
         """Every bad video met so far by any worker: path -> reason."""

@@ -22,6 +22,12 @@ def data_root(root: str | None, list_file: str | Path) -> Path:
     return Path(list_file) if Path(list_file).is_dir() else Path(list_file).parent
 
 
+def dataset_name(list_file: str | Path) -> str:
+    """What reports call a dataset given no name: a folder of classes by its own name, a list by its folder's."""
+    path = Path(list_file)
+    return path.name if path.is_dir() else path.parent.name
+
+
 def load_split(list_file: str | Path, *, format: str | None = None, root: str | None = None,
                classes: list[str] | None = None, train_list: str | Path = "", val_list: str | Path = "",
                val_fraction: float = 0.0, split_seed: int = 0) -> Annotations:

@@ -214,13 +214,15 @@ def _drain(results, total: int, progress: bool, description: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--kind", choices=("temporal", "appearance"), default="temporal")
+    parser.add_argument("--kind", choices=("temporal", "appearance"), default="temporal",
+                        help="temporal: classes differ only in the order of their frames (pairs of reversed "
+                             "motions); appearance: a single frame tells the class (default temporal)")
     parser.add_argument("--classes", type=int, default=8, help="number of classes (default 8)")
-    parser.add_argument("--videos-per-class", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--videos-per-class", type=int, default=24, help="videos per class (default 24)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the videos (default 0)")
     parser.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
     parser.add_argument("--size", type=int, default=64, help="frame height and width (default 64)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes encoding videos (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:

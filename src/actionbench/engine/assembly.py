@@ -23,6 +23,7 @@ from actionbench.data import splits
 from actionbench.data.dataset import VideoClipDataset
 from actionbench.data.decoding import resolve_index_cache
 from actionbench.data.records import Annotations
+from actionbench.data.splits import dataset_name
 from actionbench.engine import rundir
 from actionbench.engine.distributed import DistInfo, broadcast_object, job_value
 from actionbench.errors import DataError, RunDirError
@@ -103,6 +104,10 @@ def resolve_config(cfg: Config, info: DistInfo) -> Config:
     absolute_paths(cfg)
     adopt_pretrained_normalisation(cfg)
     check_model_config(cfg)
+    o = cfg.optim
+    if o.warmup_epochs and o.warmup_start_lr > o.lr and info.is_main:
+        log.warning("optim.warmup_start_lr=%g is above optim.lr=%g: the warm-up lowers the rate instead of raising "
+                    "it (set optim.warmup_start_lr below optim.lr, e.g. %g)", o.warmup_start_lr, o.lr, o.lr / 10)
     cfg.train.threads = resolve_threads(cfg, info)
     return cfg
 
@@ -306,7 +311,7 @@ def assemble_run(cfg: Config, device: torch.device, info: DistInfo, resume: bool
 def results_record(cfg: Config, classes: list[str], metrics: dict, train_time: float, clips_seen: int,
                    bad: dict) -> dict:
     """results.json: the numbers and what produced them."""
-    dataset = cfg.dataset or Path(cfg.data.train_list).parent.name
+    dataset = cfg.dataset or dataset_name(cfg.data.train_list)
     return {
         "model": cfg.model.name, "dataset": dataset, "frames": cfg.data.frames, "sampling": cfg.data.sampling,
         "temporal_pooling": cfg.model.temporal_pooling, "size": cfg.data.size, "num_classes": len(classes),

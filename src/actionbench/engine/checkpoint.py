@@ -1,5 +1,5 @@
-"""Checkpoints read with `torch.load(weights_only=True)` (written atomically by models.weights.save_checkpoint),
-and the random generator states they carry.
+"""What a training checkpoint carries besides weights (read and written by models/weights.py): the random
+generator states of every rank, and the fp16 loss scale.
 
 Everything stored is a tensor or a plain container of numbers and strings, so loading never runs pickled code.
 """
@@ -8,49 +8,13 @@ from __future__ import annotations
 
 import logging
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from actionbench.errors import CheckpointError
-
-__all__ = ["CheckpointError", "load_checkpoint", "load_scaler_state", "resolve_checkpoint", "restore_rng", "rng_state",
-           "set_rng_state"]
+__all__ = ["load_scaler_state", "restore_rng", "rng_state", "set_rng_state"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file; a run directory stands for its best.pt (else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path} is a directory without best.pt or last.pt: not a finished or started run")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """An actionbench checkpoint (ours, or converted with `actionbench convert`), read with weights_only=True."""
-    path = resolve_checkpoint(path)
-    if path.suffix in (".yaml", ".yml", ".json", ".txt", ".csv"):
-        raise CheckpointError(f"{path} is a {path.suffix[1:].upper()} file, not a checkpoint: pass a .pt file "
-                              "written by actionbench train or actionbench convert (or a run directory)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).split(". ")[0].splitlines()[0][:160]
-        raise CheckpointError(
-            f"cannot read {path}: damaged or not a checkpoint ({reason}). Point to another checkpoint (best.pt, "
-            "last.pt, an older copy); a checkpoint of another codebase needs `actionbench convert` first.") from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not an actionbench checkpoint (no model and config entries); a checkpoint "
-                              "of another codebase needs `actionbench convert` first")
-    return state
 
 
 def rng_state() -> dict:

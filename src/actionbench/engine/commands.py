@@ -19,6 +19,7 @@ from actionbench.config import (
     to_dict,
     update_config,
 )
+from actionbench.errors import DataError
 
 log = logging.getLogger(__name__)
 _EVALUATION_KEYS = ("data.val_list", "data.test_list", "data.root", "data.frames", "data.sampling", "data.stride",
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("videos", nargs="+", help="video files or frame folders (and key=value overrides of "
                                                       "the checkpoint's test protocol, e.g. test.num_clips=1)")
         parser.add_argument("--checkpoint", required=True, help="a checkpoint (or run directory) of actionbench")
-        parser.add_argument("--topk", type=int, default=5)
+        parser.add_argument("--topk", type=int, default=5, help="labels shown per video (default 5)")
         parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                             help="where the model runs (default: a GPU when there is one)")
         parser.add_argument("--json", action="store_true",
@@ -93,15 +94,16 @@ def _train(args) -> int:
 
 def _test(args) -> int:
     from actionbench.engine.assembly import resolve_device, resolve_threads, run_outputs
-    from actionbench.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from actionbench.engine.distributed import cleanup_distributed, init_distributed
     from actionbench.engine.evaluation import EvaluationStopped, evaluate_run
     from actionbench.engine.stopping import StopSignals
     from actionbench.errors import Interrupted
-    from actionbench.models.weights import file_sha256
+    from actionbench.models.weights import file_sha256, load_checkpoint, resolve_checkpoint
 
     split_overrides(args, ("run",))
     run_path = Path(args.run)
+    if not run_path.exists():
+        raise DataError(f"{run_path} does not exist: give a run directory (or a YAML config with --checkpoint)")
     if run_path.is_dir():
         if not (run_path / "config.yaml").is_file():
             raise ConfigError(f"{run_path} is not a run directory (no config.yaml)")
@@ -164,10 +166,12 @@ def _predict(args) -> int:
     from actionbench.data.dataset import VideoClipDataset
     from actionbench.data.records import VideoRecord
     from actionbench.engine.assembly import resolve_device
-    from actionbench.engine.checkpoint import load_checkpoint
     from actionbench.engine.evaluation import to_model_input
+    from actionbench.models.weights import load_checkpoint
 
     split_overrides(args, ("videos",))
+    if args.topk < 1:
+        raise ConfigError(f"--topk {args.topk}: give 1 or more labels per video")
     if not args.videos:
         raise ConfigError("no video given: actionbench predict VIDEO... --checkpoint CKPT")
     state = load_checkpoint(args.checkpoint)

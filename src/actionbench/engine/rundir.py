@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from actionbench.config import RESUME_MAY_CHANGE, Config, flat, to_dict
+from actionbench.data.splits import dataset_name
 from actionbench.errors import RunDirError
 
 # What a run directory holds; --overwrite deletes exactly these.
@@ -36,7 +37,7 @@ RUN_EVIDENCE = ("last.pt", "best.pt", "results.json")
 
 def default_run_dir(cfg: Config, runs: Path = Path("runs")) -> Path:
     """A new, empty directory for this run; never one another run has."""
-    dataset = cfg.dataset or (Path(cfg.data.train_list).parent.name if cfg.data.train_list else "data")
+    dataset = cfg.dataset or (dataset_name(cfg.data.train_list) if cfg.data.train_list else "data")
     stem = f"{cfg.model.name}_{dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
     runs.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):

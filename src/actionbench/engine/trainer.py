@@ -29,7 +29,7 @@ from actionbench.engine.assembly import (
     results_record,
     run_outputs,
 )
-from actionbench.engine.checkpoint import load_checkpoint, load_scaler_state, restore_rng, rng_state
+from actionbench.engine.checkpoint import load_scaler_state, restore_rng, rng_state
 from actionbench.engine.distributed import (
     DistInfo,
     GlobalBatchSampler,
@@ -50,7 +50,7 @@ from actionbench.engine.logging import LossTracker, MetricsLogger, make_progress
 from actionbench.engine.schedules import learning_rate
 from actionbench.engine.stopping import StopSignals
 from actionbench.errors import Interrupted
-from actionbench.models.weights import save_checkpoint
+from actionbench.models.weights import load_checkpoint, save_checkpoint
 from actionbench.runtime import retain_freed_memory
 
 log = logging.getLogger(__name__)

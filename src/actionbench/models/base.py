@@ -28,6 +28,7 @@ class VideoModel(nn.Module):
         self.name = ""  # the registry name, set by build_model
         self.inflate_divide = False  # I3D/S3D: inflated 2D kernels divided by their temporal size
         self.mean, self.std, self.channel_order = tuple(mean), tuple(std), "RGB"
+        self.classes: list[str] | None = None  # class names, when loaded from a checkpoint that has them
 
     def set_preprocessing(self, *, mean=None, std=None, channel_order: str | None = None) -> VideoModel:
         """The input normalisation the weights expect (a converted or fine-tuned checkpoint's); None keeps one."""

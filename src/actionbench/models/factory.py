@@ -3,6 +3,8 @@ test and predict all build through `build_from_config`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from actionbench.config import ModelConfig
 from actionbench.models.base import VideoModel
 from actionbench.models.registry import build_model
@@ -29,3 +31,17 @@ def build_from_config(model: ModelConfig, num_classes: int, num_frames: int, *, 
     if weights and model.init_from:
         load_weights(net, model.init_from)
     return net
+
+
+def load_model(path: str | Path, device: str = "cpu") -> VideoModel:
+    """The model of an actionbench checkpoint (a run directory's best.pt or last.pt, or one made by `actionbench
+    convert`), its weights loaded, in eval mode on `device`; its class names are `model.classes`."""
+    from actionbench.config import from_dict
+    from actionbench.models.weights import load_checkpoint
+
+    state = load_checkpoint(path)
+    cfg = from_dict(state["config"])
+    net = build_from_config(cfg.model, len(state["classes"]), cfg.data.frames, weights=False)
+    net.load_state_dict(state["model"])
+    net.classes = list(state["classes"])
+    return net.eval().to(device)

@@ -221,3 +221,45 @@ def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tenso
     _raise_if_mismatch(label, missing, unexpected, wrong_shape)
     model.load_state_dict(state)
     return model
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file; a run directory stands for its best.pt (else last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} is a directory without best.pt or last.pt: not a finished or started run")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """An actionbench checkpoint (ours, or converted with `actionbench convert`), read with weights_only=True."""
+    path = resolve_checkpoint(path)
+    if path.suffix in (".yaml", ".yml", ".json", ".txt", ".csv"):
+        raise CheckpointError(f"{path} is a {path.suffix[1:].upper()} file, not a checkpoint: pass a .pt file "
+                              "written by actionbench train or actionbench convert (or a run directory)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = _load_failure(exc)
+        raise CheckpointError(
+            f"cannot read {path}: damaged or not a checkpoint ({reason}). Point to another checkpoint (best.pt, "
+            "last.pt, an older copy); a checkpoint of another codebase needs `actionbench convert` first.") from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not an actionbench checkpoint (no model and config entries); a checkpoint "
+                              "of another codebase needs `actionbench convert` first")
+    return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """What torch.load's error means, in words (its zip reader says "failed finding central directory (101)")."""
+    text = str(exc)
+    if "central directory" in text or "zip archive" in text:
+        return "the file is truncated, or not a PyTorch file"
+    if "invalid load key" in text or "could not find MARK" in text or isinstance(exc, EOFError):
+        return "not a PyTorch checkpoint, or truncated"
+    return text.split(". ")[0].splitlines()[0][:160]

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from actionbench.config import ConfigError
 from actionbench.profiling import profile_model
 
 
@@ -25,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--max-batch", action="store_true", help="search the largest training batch that fits")
     parser.add_argument("--cpu-memory-gb", type=float, default=None,
                         help="memory budget of --max-batch on CPU (default: half of the available memory)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where --throughput and --max-batch run (default cpu; FLOPs and params do not depend on "
+                             "it)")
+    parser.add_argument("--base-channels", type=int, default=None,
+                        help="ResNet width of the first stage (default 64), e.g. a reduced-width trained model's")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                         help="autocast dtype for --throughput and --max-batch, as train.amp (default none)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object; a list with --all)")
@@ -64,17 +69,24 @@ def run(args: argparse.Namespace) -> int:
     options = dict(size=args.size, num_classes=args.num_classes, throughput=args.throughput,
                    max_batch=args.max_batch, device=args.device, batch_size=args.batch_size,
                    cpu_memory_gb=args.cpu_memory_gb, amp=args.amp)
+    if args.base_channels and not all("resnet" in n and not n.startswith("slowfast") for n in names):
+        raise ConfigError("--base-channels applies to the ResNet family (not SlowFast, not InceptionV1)")
     console = Console(stderr=args.json)
     if not console.is_terminal:
         console.width = max(console.width, 130)  # a piped table keeps whole model names
     rows = []
     for name in track(names, description="profiling", console=console, disable=len(names) == 1):
         pooling = args.temporal_pooling and not name.startswith("slowfast")
-        rows.append(profile_model(name, args.frames, temporal_pooling=pooling, **options))
+        width = {"base_channels": args.base_channels} if args.base_channels else {}
+        rows.append(profile_model(name, args.frames, temporal_pooling=pooling, **options, **width))
     if args.json:
         print(json.dumps(rows if args.all else rows[0], indent=None if args.all else 2))
     else:
         console.print(_table(rows))
         console.print("GFLOPs follow the paper: convolution multiply-adds only. GMACs count every multiply-add "
                       "(convolutions, linear layers, matrix products). See docs/models.md.")
+        classes = sorted({(r["model"], r["num_classes"]) for r in rows}, key=lambda mc: mc[1])
+        if len({c for _, c in classes}) > 1:
+            console.print("Classes differ: " + "; ".join(f"{m} {c}" for m, c in classes if c != classes[0][1]) +
+                          f", the others {classes[0][1]} (the paper's tables; --num-classes sets one for all).")
     return 0

@@ -110,13 +110,16 @@ def findings(rows: list[dict], comparisons: list[dict]) -> list[str]:
         significant = [c for c in pairs if c["significant"]]
         if not pairs:
             continue
+        one_seed = all(c.get("seeds", 1) == 1 for c in pairs)
+        caveat = (" With one seed per configuration these compare trained models, not designs: how much another "
+                  "seed would change them is unknown.") if one_seed else ""
         if not significant:
             sentences.append(f"{dataset}: no two configurations differ significantly (95 % paired bootstrap over "
-                             f"{pairs[0]['videos']} test videos); the table does not rank them.")
+                             f"{pairs[0]['videos']} test videos); the table does not rank them.{caveat}")
             continue
         listed = "; ".join(f"{c['a']} > {c['b']} by {c['difference']:.1f} points [{c['ci_low']:.1f}, "
                            f"{c['ci_high']:.1f}]" for c in significant)
         rest = len(pairs) - len(significant)
         sentences.append(f"{dataset}: significant differences (95 % paired bootstrap): {listed}"
-                         + (f"; the other {rest} pair(s) do not differ significantly." if rest else "."))
+                         + (f"; the other {rest} pair(s) do not differ significantly." if rest else ".") + caveat)
     return sentences

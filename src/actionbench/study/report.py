@@ -115,7 +115,7 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         members = [r for r in rows if r.get("dataset", "") == dataset]
-        lows, highs = [], []
+        lows, highs, xs = [], [], []
         for r in members:
             design, backbone = split_name(r["model"])
             colour = DESIGN_COLOURS.get(design, "black")
@@ -127,7 +127,10 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
                 ax.errorbar(x, y, yerr=r.get(f"{metric}_std", 0), color=colour, linewidth=4, alpha=0.4, zorder=1)
             ax.scatter(x, y, s=70, marker=BACKBONE_MARKERS.get(backbone, "o"), zorder=2,
                        facecolors=colour if r.get("temporal_pooling") else "white", edgecolors=colour, linewidths=1.8)
-            ax.annotate(f"{design} f{r.get('frames')}", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            # labelled by what the study sweeps (the row's label), so two runs differing in optim.lr are told apart
+            ax.annotate(r.get("label") or f"{design} f{r.get('frames')}", (x, y), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+            xs.append(x)
             lows.append(low)
             highs.append(high)
         chance = 100 / max(int(members[0].get("num_classes") or 0), 1) if members[0].get("num_classes") else None
@@ -140,6 +143,8 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
         span = max(highs) - min(lows)
         ax.set_ylim(max(0, min(lows) - 0.1 * span - 1), min(100, max(highs) + 0.1 * span + 1))
         ax.set_title(dataset)
+        if max(xs) - min(xs) < 1e-9:  # one cost for every point: an axis around it, not a magnified 0.0002 span
+            ax.set_xlim(min(xs) * 0.5, max(xs) * 1.5 if max(xs) else 1)
         ax.xaxis.set_major_locator(MaxNLocator(5))  # a few readable ticks, even at 0.001 GFLOPs apart
         ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.set_xlabel("GFLOPs (conv multiply-adds)")
@@ -147,7 +152,8 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
         ax.grid(alpha=0.3)
     designs = sorted({split_name(r["model"])[0] for r in rows})
     backbones = sorted({split_name(r["model"])[1] for r in rows})
-    handles = [Line2D([], [], color=DESIGN_COLOURS.get(d, "black"), marker="o", linestyle="", label=d) for d in designs]
+    # designs by colour alone (a line): a filled legend marker would read as "with temporal pooling"
+    handles = [Line2D([], [], color=DESIGN_COLOURS.get(d, "black"), linewidth=3, label=d) for d in designs]
     handles += [Line2D([], [], color="black", marker=BACKBONE_MARKERS.get(b, "o"), linestyle="", fillstyle="none",
                        label=b) for b in backbones]
     handles += [Line2D([], [], color="black", marker="o", linestyle="", label="with temporal pooling"),

@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,9 +194,14 @@ def torchrun_commands(study_path: str | Path, out_dir: str | Path, nproc_per_nod
 
 
 def gather_results(study_path: str | Path, out_dir: str | Path, extra: tuple[str, ...] = ()) -> list[dict]:
-    """The results of this study's runs (its current configs) that have finished; nothing else in OUT."""
+    """The results of this study's runs (its current configs) that have finished; nothing else in OUT. The runs
+    not finished yet are named on stderr."""
     _, runs, configs = study_configs(study_path, out_dir, extra)
     files = [(run, Path(cfg.output_dir) / "results.json") for run, cfg in zip(runs, configs, strict=True)]
+    missing = [run.name for run, f in files if not f.is_file()]
+    if missing:
+        print(f"{len(missing)} of {len(runs)} runs have not finished and are not in the report: "
+              f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}", file=sys.stderr)
     return [{**json.loads(f.read_text()), "run": run.group} for run, f in files if f.is_file()]
 
 
@@ -203,8 +209,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("study", help="study YAML (see configs/studies/)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<study file name>)")
     parser.add_argument("--print-commands", action="store_true", help="print one torchrun command per run, run none")
-    parser.add_argument("--nproc-per-node", type=int, default=8)
-    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--nproc-per-node", type=int, default=8,
+                        help="with --print-commands: processes (GPUs) per node of each torchrun command (default 8)")
+    parser.add_argument("--nnodes", type=int, default=1,
+                        help="with --print-commands: nodes per run (default 1; more adds c10d rendezvous options)")
     parser.add_argument("--report-only", action="store_true", help="gather finished runs' results and write the report")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
 

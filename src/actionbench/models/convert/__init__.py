@@ -153,6 +153,9 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
 
     path = Path(path)
     raw = read_checkpoint(path)
+    if isinstance(raw, Mapping) and {"model", "config", "classes"} <= set(raw):
+        raise ConversionError(f"{path} is already an actionbench checkpoint: use it as it is (actionbench test / "
+                              "predict --checkpoint, model.pretrained=, actionbench.load_model)")
     source = source or detect_source(raw, path)
     module = source_of(source)
     state, info = module.unwrap(raw)
