@@ -132,6 +132,7 @@ class TestConfig(_Section):
     num_crops: int = 3
     aggregate: Literal["logits", "softmax"] = "logits"
     scale_size: int | None = None  # shorter side for the test crops (default: data.scale_size or data.size)
+    size: int | None = None  # crop size of the video-level test (paper 4.2: 3 crops of 256; default: data.size)
     batch_size: int | None = None
     # a converted checkpoint carries its authors' protocol (input size, frames, sampling, clips x crops): "checkpoint"
     # evaluates under it, "config" under this config's data.* / test.* keys

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from actionbench.config import ConfigError
 from actionbench.data.formats import FORMATS, load_annotations
 from actionbench.data.records import AnnotationError, absolute_records, write_list
-from actionbench.data.splits import data_root, make_mini
+from actionbench.data.splits import MINI_PRESETS, data_root, make_mini
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -15,24 +17,46 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--root", help="folder the annotation paths are relative to (default: the file's folder)")
     parser.add_argument("--val", help="validation annotations, subset with the same classes")
     parser.add_argument("--format", choices=FORMATS, help="annotation format (detected when omitted)")
-    parser.add_argument("--fraction", type=float, default=0.5, help="fraction of the classes kept (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the class choice (default 0)")
+    parser.add_argument("--preset", choices=sorted(MINI_PRESETS),
+                        help="the paper's Table 4: mini-ssv2 (87 classes, 81k/12k videos), mini-kinetics (200, "
+                             "121k/10k), mini-mit (200, 100k/10k); explicit options override it")
+    parser.add_argument("--fraction", type=float, default=None, help="fraction of the classes kept (default 0.5)")
+    parser.add_argument("--classes", type=int, default=None, help="number of classes kept (instead of --fraction)")
+    parser.add_argument("--train-videos", type=int, default=None,
+                        help="at most this many training videos, drawn per class in proportion (stratified)")
+    parser.add_argument("--val-videos", type=int, default=None, help="at most this many validation videos, likewise")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the class and video choice (default 0)")
     parser.add_argument("--out", required=True, help="output folder: train.txt, val.txt, classes.txt")
 
 
 def run(args: argparse.Namespace) -> int:
+    classes, train_videos, val_videos = MINI_PRESETS.get(args.preset, (None, None, None))
+    classes = args.classes or classes
+    if args.fraction is not None and args.classes is not None:
+        raise ConfigError("give --fraction or --classes, not both")
+    fraction = args.fraction if args.fraction is not None or classes else 0.5
+    train_videos, val_videos = args.train_videos or train_videos, args.val_videos or val_videos
     # paths resolved exactly as training resolves them (Kinetics ids are looked up under the same root)
     train = load_annotations(args.annotations, args.format, root=data_root(args.root, args.annotations))
-    mini, chosen = make_mini(train, args.fraction, args.seed)
+    try:
+        mini, chosen = make_mini(train, fraction, args.seed, classes=None if args.fraction is not None else classes,
+                                 videos=train_videos)
+    except ValueError as exc:
+        raise ConfigError(f"{args.annotations}: {exc}") from None
     out = Path(args.out)
     # absolute paths: the lists work from their new folder without a data.root
     write_list(absolute_records(mini, data_root(args.root, args.annotations)), out / "train.txt")
+    report = {"classes": len(chosen), "of_classes": train.num_classes, "train_videos": len(mini),
+              "of_train_videos": len(train), "seed": args.seed, "preset": args.preset}
     if args.val:
         val = load_annotations(args.val, args.format, root=data_root(args.root, args.val))
         if val.classes != train.classes:
             raise AnnotationError(f"{args.val} has another class list than {args.annotations}")
-        write_list(absolute_records(make_mini(val, chosen=chosen)[0], data_root(args.root, args.val)),
-                   out / "val.txt")
-    print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} training videos -> "
-          f"{out} (absolute video paths)")
+        val_mini = make_mini(val, chosen=chosen, seed=args.seed, videos=val_videos)[0]
+        write_list(absolute_records(val_mini, data_root(args.root, args.val)), out / "val.txt")
+        report.update(val_videos=len(val_mini), of_val_videos=len(val))
+    (out / "mini.json").write_text(json.dumps(report, indent=2) + "\n")  # what produced these lists
+    val_text = f", {report['val_videos']} of {report['of_val_videos']} validation videos" if args.val else ""
+    print(f"kept {len(chosen)} of {train.num_classes} classes (seed {args.seed}), {len(mini)} of {len(train)} "
+          f"training videos{val_text} -> {out} (absolute video paths; mini.json)")
     return 0

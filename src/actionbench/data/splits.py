@@ -11,7 +11,7 @@ import numpy as np
 from actionbench.config import ConfigError
 from actionbench.data.formats import load_annotations
 from actionbench.data.labels import to_model_classes
-from actionbench.data.records import Annotations
+from actionbench.data.records import Annotations, RecordTable
 
 
 def data_root(root: str | None, list_file: str | Path) -> Path:
@@ -59,17 +59,60 @@ def holdout_split(annotations: Annotations, fraction: float, seed: int, part: st
     return replace(annotations, records=[annotations.records[i] for i in np.flatnonzero(keep).tolist()])
 
 
+# The paper's Mini-datasets (Table 4): classes kept, training and validation videos.
+MINI_PRESETS = {"mini-ssv2": (87, 81_000, 12_000), "mini-kinetics": (200, 121_000, 10_000),
+                "mini-mit": (200, 100_000, 10_000)}
+
+
+def choose_classes(num_classes: int, *, count: int | None = None, fraction: float | None = None,
+                   seed: int = 0) -> list[int]:
+    """A seeded random choice of `count` classes (or `fraction` of them), in their original order."""
+    if count is None:
+        if fraction is None or not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        count = max(1, round(num_classes * fraction))
+    if not 0 < count <= num_classes:
+        raise ValueError(f"cannot keep {count} of {num_classes} classes")
+    return sorted(np.random.default_rng(seed).choice(num_classes, count, replace=False).tolist())
+
+
 def make_mini(annotations: Annotations, fraction: float = 0.5, seed: int = 0,
-              chosen: list[int] | None = None) -> tuple[Annotations, list[int]]:
-    """The paper's Mini-datasets: a seeded random `fraction` of the classes, labels re-indexed in original order.
+              chosen: list[int] | None = None, *, classes: int | None = None,
+              videos: int | None = None) -> tuple[Annotations, list[int]]:
+    """The paper's Mini-datasets: a seeded random choice of the classes (`classes` of them, or `fraction`), labels
+    re-indexed in original order; with `videos`, at most that many videos, drawn per class in proportion to its
+    size (stratified, seeded; a class keeps at least one).
 
     Returns the subset and the chosen original class indices (pass `chosen` to subset a val split the same way).
     """
     if chosen is None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        count = max(1, round(annotations.num_classes * fraction))
-        chosen = sorted(np.random.default_rng(seed).choice(annotations.num_classes, count, replace=False).tolist())
-    new_label = {old: new for new, old in enumerate(chosen)}
-    records = [replace(r, label=new_label[r.label]) for r in annotations.records if r.label in new_label]
+        chosen = choose_classes(annotations.num_classes, count=classes, fraction=fraction, seed=seed)
+    labels = annotations.records.labels().numpy()
+    members = [np.flatnonzero(labels == old) for old in chosen]
+    total = sum(len(m) for m in members)
+    if videos is not None and videos < total:
+        rng = np.random.default_rng([seed, 1])  # another stream than the class choice's
+        quotas = _proportional_quotas([len(m) for m in members], videos)
+        members = [np.sort(rng.permutation(m)[:q]) for m, q in zip(members, quotas, strict=True)]
+    keep = np.sort(np.concatenate(members)) if members else np.zeros(0, np.int64)
+    mapping = np.full(annotations.num_classes, -1, dtype=np.int64)
+    mapping[chosen] = np.arange(len(chosen))
+    table = annotations.records.relabelled(mapping)
+    records = RecordTable([table[int(i)] for i in keep]) if len(keep) != len(labels) else table
     return Annotations(records, [annotations.classes[i] for i in chosen], annotations.source), chosen
+
+
+def _proportional_quotas(sizes: list[int], total: int) -> list[int]:
+    """Per-class counts summing to `total` (largest remainders), proportional to `sizes`, each at least 1."""
+    sizes_arr = np.asarray(sizes, dtype=np.float64)
+    exact = sizes_arr * total / sizes_arr.sum()
+    quotas = np.maximum(1, np.floor(exact)).astype(np.int64)
+    quotas = np.minimum(quotas, sizes_arr.astype(np.int64))
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    i = 0
+    while quotas.sum() < total and i < 10 * len(order):
+        c = order[i % len(order)]
+        if quotas[c] < sizes[c]:
+            quotas[c] += 1
+        i += 1
+    return quotas.tolist()

@@ -30,6 +30,7 @@ from actionbench.errors import DataError, RunDirError
 from actionbench.models.base import VideoModel
 from actionbench.models.factory import build_from_config, model_options
 from actionbench.models.layers import TemporalMaxPool, convert_sync_batchnorm
+from actionbench.models.weights import file_sha256
 
 log = logging.getLogger(__name__)
 _EXISTENCE_SAMPLE = 200  # videos of a split looked for before a run starts (200 file lookups)
@@ -139,7 +140,7 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
     return VideoClipDataset(
         ann, root=splits.data_root(d.root, list_file), num_frames=d.frames, sampling=d.sampling, stride=d.stride,
         mode=mode, num_clips=cfg.test.num_clips if test else 1, num_crops=cfg.test.num_crops if test else 1,
-        size=d.size, scale_size=scale, mean=model.mean, std=model.std, flip=d.flip,
+        size=(cfg.test.size if test else None) or d.size, scale_size=scale, mean=model.mean, std=model.std, flip=d.flip,
         train_scales=tuple(d.train_scales), short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
         seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
         normalize=False,  # uint8 through the workers and to the device; `to_model_input` normalises there
@@ -317,7 +318,9 @@ def results_record(cfg: Config, classes: list[str], metrics: dict, train_time: f
         "temporal_pooling": cfg.model.temporal_pooling, "size": cfg.data.size, "num_classes": len(classes),
         **metrics, "num_clips": cfg.test.num_clips, "num_crops": cfg.test.num_crops,
         **cost_figures(cfg, len(classes)), "epochs": cfg.optim.epochs, "base_channels": cfg.model.base_channels,
-        "pretrained": cfg.model.pretrained, "train_seconds": round(train_time, 1),
+        "pretrained": cfg.model.pretrained, "init_from": cfg.model.init_from,
+        "init_from_sha256": file_sha256(cfg.model.init_from) if cfg.model.init_from else None,
+        "train_seconds": round(train_time, 1),
         "train_clips_per_s": round(clips_seen / max(train_time, 1e-9), 2), "bad_videos": len(bad),
         # what produced these numbers
         "checkpoint": "final weights (last.pt after the last epoch)", "config_file": "config.yaml",

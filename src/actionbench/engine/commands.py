@@ -24,7 +24,7 @@ from actionbench.errors import DataError
 log = logging.getLogger(__name__)
 _EVALUATION_KEYS = ("data.val_list", "data.test_list", "data.root", "data.frames", "data.sampling", "data.stride",
                     "data.size", "data.scale_size", "test.num_clips", "test.num_crops", "test.aggregate",
-                    "test.scale_size")
+                    "test.scale_size", "test.size")
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -186,7 +186,7 @@ def _predict(args) -> int:
     records = [VideoRecord(str(Path(v).resolve()), -2, Path(v).stem) for v in args.videos]
     dataset = VideoClipDataset(records, num_frames=cfg.data.frames, sampling=cfg.data.sampling,
                                stride=cfg.data.stride, mode="test", num_clips=cfg.test.num_clips,
-                               num_crops=cfg.test.num_crops, size=cfg.data.size,
+                               num_crops=cfg.test.num_crops, size=cfg.test.size or cfg.data.size,
                                scale_size=cfg.test.scale_size or cfg.data.scale_size or cfg.data.size,
                                mean=model.mean, std=model.std, normalize=False)
     per_video: dict[int, list] = {}

@@ -209,6 +209,10 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
     rows = group_results(results)
     comparisons = compare_groups(rows)
     paragraphs = [*(paragraphs or []), *findings(rows, comparisons)]
+    chained = sorted({(r["run"], r["initialised_from"]) for r in results if r.get("initialised_from")})
+    if chained:
+        paragraphs.append("Initialisation (progression): " + "; ".join(f"{child} from {parent}"
+                                                                     for child, parent in chained) + ".")
     same = sorted({r.get("test_list", "") for r in results if r.get("val_is_test")})
     if same:
         paragraphs.append(f"Note: the validation list is also the test list ({', '.join(same)}). The table's "

@@ -12,7 +12,13 @@ axes:                              # every combination becomes a run
   model.temporal_pooling: [false, true]
   data.frames: [8, 16]
 seeds: [0, 1, 2]                   # optional: every run once per seed (or `repeats: 3` for seeds 0, 1, 2)
+progression:                       # optional: the paper's Table 5 chain, each run starting from the previous one's
+  data.frames: [8, 16]             #   weights (its model.init_from), per model, dataset and seed
+  checkpoint: best                 #   best (default) | last
+  overrides: {16: [optim.epochs=35, optim.schedule=multistep, "optim.milestones=[10,20,30]"]}
 ```
+A run of a progression is trained once the run it starts from has finished (the local runner orders them; its
+config names that run's checkpoint, so a changed parent is a new child run).
 Paths in a study (its `base`, data lists, weights) are relative to the study file. A run is identified by its
 resolved config: its directory is `OUT/runs/<dataset>/<axis values>[_s<seed>]-<hash of the config>`, so a changed
 config (command-line overrides included) is a new run in a new directory, never a silent reuse of another's
@@ -28,7 +34,7 @@ import itertools
 import json
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from actionbench.config import (
@@ -45,7 +51,7 @@ from actionbench.config import (
     to_dict,
 )
 
-_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats"}
+_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats", "progression"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Run:
     overrides: tuple[str, ...]
     seed: int | None = None
     group: str = ""  # the name without the seed: the runs a report groups over seeds
+    parent: int | None = None  # index of the run (in the study's list) whose weights this one starts from
+    checkpoint: str = "best"  # which of the parent's checkpoints
 
 
 def _value_text(value) -> str:
@@ -82,8 +90,36 @@ def load_study(path: str | Path) -> dict:
         raise ConfigError(f"{path}: unknown study keys {sorted(unknown)} ({', '.join(sorted(_STUDY_KEYS))})")
     if "seeds" in study and "repeats" in study:
         raise ConfigError(f"{path}: give seeds or repeats, not both")
+    _check_progression(path, study)
     study["_dir"] = path.parent.resolve()
     return study
+
+
+def _check_progression(path: Path, study: dict) -> None:
+    chain = study.get("progression")
+    if chain is None:
+        return
+    keys = [k for k in chain if k not in ("checkpoint", "overrides")] if isinstance(chain, dict) else []
+    if len(keys) != 1 or not isinstance(chain[keys[0]], list) or len(chain[keys[0]]) < 2:
+        raise ConfigError(f"{path}: progression needs one config key with two or more values, e.g. "
+                          "progression: {data.frames: [8, 16, 32, 64]}")
+    if keys[0] in (study.get("axes") or {}):
+        raise ConfigError(f"{path}: {keys[0]} is both an axis and the progression; keep it in one of them")
+    if chain.get("checkpoint", "best") not in ("best", "last"):
+        raise ConfigError(f"{path}: progression checkpoint must be best or last, got {chain['checkpoint']!r}")
+    unknown = {str(k) for k in chain.get("overrides") or {}} - {_value_text(v) for v in chain[keys[0]]}
+    if unknown:
+        raise ConfigError(f"{path}: progression overrides for values not in it: {sorted(unknown)}")
+
+
+def _progression(study: dict) -> tuple[str | None, list, dict, str]:
+    """(key, values, per-value overrides, checkpoint) of the study's progression; (None, [None], {}, "") without."""
+    chain = study.get("progression")
+    if not chain:
+        return None, [None], {}, ""
+    key = next(k for k in chain if k not in ("checkpoint", "overrides"))
+    overrides = {str(k): v for k, v in (chain.get("overrides") or {}).items()}  # YAML keys 16, JSON keys "16"
+    return key, list(chain[key]), overrides, chain.get("checkpoint", "best")
 
 
 def study_seeds(study: dict) -> list[int | None]:
@@ -93,22 +129,31 @@ def study_seeds(study: dict) -> list[int | None]:
 
 
 def expand_runs(study: dict) -> list[Run]:
-    """Every combination of the axes, for every dataset and seed, with stable names."""
+    """Every combination of the axes, for every dataset and seed (and step of the progression), with stable names;
+    a progression's runs come after the runs they start from."""
     axes = study.get("axes") or {}
     keys = list(axes)
     datasets = study.get("datasets") or [{"name": "default", "overrides": []}]
-    runs = []
-    for dataset in datasets:
-        for values in itertools.product(*(axes[k] for k in keys)):
-            name = "_".join(_short(k, v) for k, v in zip(keys, values, strict=True)) or "run"
-            overrides = (*study.get("overrides", []), *dataset.get("overrides", []),
-                         *(f"{k}={_value_text(v)}" for k, v in zip(keys, values, strict=True)),
-                         f"dataset={dataset['name']}")
-            for seed in study_seeds(study):
-                seeded = (*overrides, f"seed={seed}") if seed is not None else overrides
-                suffix = f"_s{seed}" if seed is not None else ""
-                runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed,
-                                f"{dataset['name']}/{name}"))
+    chain_key, chain_values, chain_overrides, checkpoint = _progression(study)
+    runs: list[Run] = []
+    index: dict[tuple, int] = {}
+    for step, chain_value in enumerate(chain_values):
+        for dataset in datasets:
+            for values in itertools.product(*(axes[k] for k in keys)):
+                pairs = list(zip(keys, values, strict=True))
+                if chain_key is not None:
+                    pairs.append((chain_key, chain_value))
+                name = "_".join(_short(k, v) for k, v in pairs) or "run"
+                overrides = (*study.get("overrides", []), *dataset.get("overrides", []),
+                             *(f"{k}={_value_text(v)}" for k, v in pairs),
+                             *(chain_overrides.get(_value_text(chain_value)) or ()), f"dataset={dataset['name']}")
+                for seed in study_seeds(study):
+                    seeded = (*overrides, f"seed={seed}") if seed is not None else overrides
+                    suffix = f"_s{seed}" if seed is not None else ""
+                    parent = index.get((step - 1, dataset["name"], values, seed)) if step else None
+                    index[(step, dataset["name"], values, seed)] = len(runs)
+                    runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed,
+                                    f"{dataset['name']}/{name}", parent, checkpoint or "best"))
     return runs
 
 
@@ -145,7 +190,12 @@ def study_configs(study_path: str | Path, out_dir: str | Path,
                   extra: tuple[str, ...] = ()) -> tuple[dict, list[Run], list[Config]]:
     study = load_study(study_path)
     runs = expand_runs(study)
-    return study, runs, [run_config(study, r, Path(out_dir), extra) for r in runs]
+    configs: list[Config] = []
+    for run in runs:  # parents first: a child's config names its parent's checkpoint, so its hash follows it
+        parent = configs[run.parent] if run.parent is not None else None
+        init = (f"model.init_from={Path(parent.output_dir) / f'{run.checkpoint}.pt'}",) if parent else ()
+        configs.append(run_config(study, replace(run, overrides=(*run.overrides, *init)), Path(out_dir), extra))
+    return study, runs, configs
 
 
 def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: tuple[str, ...] = (),
@@ -158,6 +208,10 @@ def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: t
     results = []
     for i, (run, cfg) in enumerate(zip(runs, configs, strict=True), start=1):
         result_file = Path(cfg.output_dir) / "results.json"
+        parent = configs[run.parent] if run.parent is not None else None
+        if parent is not None and not Path(cfg.model.init_from).is_file():
+            raise ConfigError(f"{run.name} starts from {runs[run.parent].name}'s {run.checkpoint}.pt, which "
+                              f"{Path(parent.output_dir).name} does not hold (did that run finish?)")
         if result_file.is_file():  # its directory name is its config's hash: the same run
             result = json.loads(result_file.read_text())
             print(f"[{i}/{len(runs)}] {run.name}: finished earlier, skipped")
@@ -166,6 +220,8 @@ def run_study(study_path: str | Path, out_dir: str | Path, *, extra_overrides: t
             cfg.train.progress = cfg.train.progress and progress
             result = train(cfg, resume="auto")  # picks up an interrupted run's last.pt, if any
         result = {**result, "run": run.group}
+        if parent is not None:
+            result["initialised_from"] = runs[run.parent].group
         results.append(result)
         if on_result:
             on_result(run, result)
@@ -199,10 +255,13 @@ def gather_results(study_path: str | Path, out_dir: str | Path, extra: tuple[str
     _, runs, configs = study_configs(study_path, out_dir, extra)
     files = [(run, Path(cfg.output_dir) / "results.json") for run, cfg in zip(runs, configs, strict=True)]
     missing = [run.name for run, f in files if not f.is_file()]
+    parents = {run.name: runs[run.parent].group for run in runs if run.parent is not None}
     if missing:
         print(f"{len(missing)} of {len(runs)} runs have not finished and are not in the report: "
               f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}", file=sys.stderr)
-    return [{**json.loads(f.read_text()), "run": run.group} for run, f in files if f.is_file()]
+    return [{**json.loads(f.read_text()), "run": run.group,
+             **({"initialised_from": parents[run.name]} if run.name in parents else {})}
+            for run, f in files if f.is_file()]
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
