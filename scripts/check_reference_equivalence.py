@@ -207,6 +207,20 @@ class _MMRecognizer(nn.Module):
         return x.view(-1, self.segments, x.shape[-1]).mean(1)
 
 
+class _MM3DRecognizer(nn.Module):
+    """Recognizer3D + I3DHead: the backbone on (N, 3, T, H, W), average pool over time and space, fc_cls."""
+
+    def __init__(self, backbone, in_channels):
+        super().__init__()
+        self.backbone = backbone
+        self.cls_head = nn.Module()
+        self.cls_head.dropout = nn.Dropout(0.5)
+        self.cls_head.fc_cls = nn.Linear(in_channels, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.cls_head.fc_cls(self.cls_head.dropout(F.adaptive_avg_pool3d(self.backbone(x), 1).flatten(1)))
+
+
 def load_references(ref: Path) -> dict[str, types.ModuleType]:
     torch.utils.model_zoo.load_url = lambda *a, **k: {}  # the builders fetch ImageNet weights: none here
     constant_init = lambda m, val, bias=0: (nn.init.constant_(m.weight, val),  # noqa: E731
@@ -227,14 +241,27 @@ def load_references(ref: Path) -> dict[str, types.ModuleType]:
     _module("ops.transforms", torchvision=sys.modules["torchvision"], np=np, torch=torch)
     _module("archs")
     # mmcv / mmengine / MMAction2
-    _module("mmengine.model", constant_init=constant_init, normal_init=normal_init)
+    class _BaseModule(nn.Module):  # mmengine's: an nn.Module taking init_cfg
+        def __init__(self, init_cfg=None, **kwargs):
+            super().__init__()
+
+    class _Sequential(nn.Sequential):
+        def __init__(self, *args, init_cfg=None):
+            super().__init__(*args)
+
+    kaiming = lambda m, **k: nn.init.kaiming_normal_(m.weight)  # noqa: E731
+    _module("mmengine.model", constant_init=constant_init, normal_init=normal_init, BaseModule=_BaseModule,
+            Sequential=_Sequential)
+    _module("mmengine.model.weight_init", constant_init=constant_init, kaiming_init=kaiming)
+    _module("mmengine.utils.dl_utils.parrots_wrapper", _BatchNorm=nn.modules.batchnorm._BatchNorm)
     _module("mmengine.registry", MODELS=_Registry())
     _module("mmengine.logging", MMLogger=logging.Logger)
-    _module("mmengine.runner.checkpoint", _load_checkpoint=lambda *a, **k: {})
+    _module("mmengine.runner.checkpoint", _load_checkpoint=lambda *a, **k: {}, load_checkpoint=lambda *a, **k: {})
     _module("mmcv.cnn.bricks", ref / "mmcv" / "mmcv" / "cnn" / "bricks")
     _module("mmcv.cnn.bricks.conv_module", ConvModule=_ConvModule)
     non_local = importlib.import_module("mmcv.cnn.bricks.non_local")
-    _module("mmcv.cnn", ConvModule=_ConvModule, NonLocal3d=non_local.NonLocal3d)
+    _module("mmcv.cnn", ConvModule=_ConvModule, NonLocal3d=non_local.NonLocal3d,
+            build_activation_layer=lambda cfg: nn.ReLU(inplace=True))
     _module("mmaction.registry", MODELS=_Registry())
     _module("mmaction.models.backbones", ref / "mmaction2" / "mmaction" / "models" / "backbones")
     _module("mmaction.models.backbones.resnet", ResNet=_MMResNet)
@@ -263,6 +290,7 @@ def load_references(ref: Path) -> dict[str, types.ModuleType]:
             "official": importlib.import_module("models"),
             "tsm": importlib.import_module("ops.models"),
             "mmaction2": importlib.import_module("mmaction.models.backbones.resnet_tsm"),
+            "mmaction2_3d": importlib.import_module("mmaction.models.backbones.resnet3d"),
             "pytorchvideo": types.SimpleNamespace(slowfast=importlib.import_module("pytorchvideo.models.slowfast"),
                                                   resnet=importlib.import_module("pytorchvideo.models.resnet")),
             "pyslowfast": types.SimpleNamespace(defaults=importlib.import_module("slowfast.config.defaults"),
@@ -413,6 +441,16 @@ def mmaction2_pairs(refs, size) -> list[Pair]:
     mm("tsm_resnet50-nl", 50, True, nl=True, golden=True,
        controls=[("non-local with PySlowFast's scaling", {"nonlocal_scale": True})])
     mm("tsn_resnet18", 18, False, golden=True, clip_golden=True)
+
+    def i3d():  # i3d_imagenet-pretrained-r50_8xb8-32x2x1: their I3D-R50 as configured, at its 32 frames
+        return _MM3DRecognizer(refs["mmaction2_3d"].ResNet3d(
+            50, pretrained2d=False, conv1_kernel=(5, 7, 7), conv1_stride_t=2, pool1_stride_t=2,
+            inflate=((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)), zero_init_residual=False), 2048)
+
+    pairs.append(Pair("mmaction2/i3d_resnet50-32f", i3d, lambda r, x: r(x),
+                      {"container": "state_dict", "prefix": "", "extra": {"meta": {"epoch": 100}}},
+                      "i3d_imagenet-pretrained-r50_8xb8-32x2x1.pth", 32,
+                      controls=[("its pool2 as the TSM repo's (kernel 3, padded)", {"pool_style": "tsm"})], golden=True))
     return pairs
 
 

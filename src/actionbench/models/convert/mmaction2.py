@@ -6,7 +6,7 @@ A checkpoint is `{"meta", "state_dict", "optimizer", ...}` with `backbone.*` key
 blocks followed by a non-local block (`layer2.0.block.*`, the block's `non_local_block.{g,theta,phi,conv_out}`:
 mmcv's NonLocal3d, phi and g max-pooled after their convs, `conv_out` without a bias). Their I3D-R50
 (`i3d_imagenet-pretrained-r50`) is our `i3d3x1_resnet50` with MMAction2's strides: conv1 and the first max pool
-stride 2 in time, a (3,1,1) max pool after layer1; 32 frames taken every 2nd.
+stride 2 in time, `pool2` after layer1: MaxPool3d((2,1,1), stride (2,1,1)), our `c2d`; 32 frames taken every 2nd.
 Inputs are normalised with mean (123.675, 116.28, 103.53) and std (58.395, 57.12, 57.375) on 0-255 RGB values:
 ImageNet's 0-1 values times 255, our ResNets' normalisation exactly.
 """
@@ -67,7 +67,7 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
             raise ConversionError(f"{path}: an MMAction2 ResNet3d other than I3D-R50/R101 with 3x1x1 inflation "
                                   f"(conv1 {tuple(stem.shape)}); not in our zoo")
         return {"model": f"i3d3x1_resnet{depth}", "temporal_pooling": True,
-                "options": {"pool_style": "tsm", "stem_temporal_stride": 2},
+                "options": {"pool_style": "c2d", "stem_temporal_stride": 2},  # pool2: MaxPool3d((2,1,1), (2,1,1))
                 "preprocessing": {"data.frames": 32, "data.sampling": "dense", "data.stride": 2,
                                   "test.num_clips": 10, "test.num_crops": 3}}
     shifted = any(".conv.net." in k for k in keys)
