@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ import torch
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
 
-def draw_state(shapes: list[tuple[str, list[int], str]], seed: int) -> dict[str, torch.Tensor]:
-    """Weights for `(key, shape, dtype)` in order: BN statistics near identity, He-scaled kernels."""
+def draw_state(shapes: list[tuple[str, list[int], str]], seed: int,
+               scale: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Weights for `(key, shape, dtype)` in order: BN statistics near identity, He-scaled kernels; `scale`:
+    {key regex: factor} for keys whose random values would make the reference overflow (un-normalised
+    dot-product attention in eval mode)."""
     rng = np.random.default_rng(seed)
     state = {}
     for key, shape, dtype in shapes:
@@ -36,7 +40,8 @@ def draw_state(shapes: list[tuple[str, list[int], str]], seed: int) -> dict[str,
         else:
             fan_in = int(np.prod(shape[1:]))
             value = rng.normal(0.0, (2.0 / fan_in) ** 0.5, shape)
-        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+        factor = next((f for pattern, f in (scale or {}).items() if re.search(pattern, key)), 1.0)
+        state[key] = torch.from_numpy(np.asarray(value * factor, dtype=np.float32))
     return state
 
 

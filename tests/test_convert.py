@@ -25,7 +25,7 @@ GOLDEN = golden_files()
 
 def _write_reference_checkpoint(golden: dict, folder):
     path = folder / golden["file_name"]
-    torch.save(wrap(draw_state(golden["keys"], golden["seed"]), golden["wrapper"]), path)
+    torch.save(wrap(draw_state(golden["keys"], golden["seed"], golden.get("scale")), golden["wrapper"]), path)
     return path
 
 
@@ -102,7 +102,7 @@ class Arbitrary:
 
 def test_convert_reads_what_the_references_write_and_refuses_code(tmp_path):
     golden = load_golden(next(p for p in GOLDEN if "official__tsn" in p.name))
-    state = wrap(draw_state(golden["keys"], golden["seed"]), golden["wrapper"])
+    state = wrap(draw_state(golden["keys"], golden["seed"], golden.get("scale")), golden["wrapper"])
     # the paper's train.py: best_top1 a tensor, an SGD and a MultiStepLR state (a Counter)
     state.update(best_top1=torch.tensor(70.0), scheduler={"milestones": collections.Counter([10, 20])},
                  meta={"seed": np.int64(3), "history": np.zeros(2)})  # NumPy values as in MMAction2's meta
@@ -116,7 +116,7 @@ def test_convert_reads_what_the_references_write_and_refuses_code(tmp_path):
 
 def test_convert_errors_name_the_keys(tmp_path):
     golden = load_golden(next(p for p in GOLDEN if "tsm__tsm_resnet50.json" in p.name))
-    state = draw_state(golden["keys"], golden["seed"])
+    state = draw_state(golden["keys"], golden["seed"], golden.get("scale"))
     state.pop("base_model.layer1.0.conv1.net.weight")
     state["base_model.extra.weight"] = torch.zeros(3)
     path = tmp_path / golden["file_name"]

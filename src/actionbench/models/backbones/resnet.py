@@ -197,6 +197,7 @@ class VideoResNet(VideoModel):
         nonlocal_at: str = "odd",
         nonlocal_subsample: str = "none",
         nonlocal_scale: bool = False,
+        nonlocal_mode: str = "embedded_gaussian",
         stem_temporal_stride: int = 1,
     ) -> None:
         super().__init__(num_classes=num_classes, num_frames=num_frames, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -216,7 +217,7 @@ class VideoResNet(VideoModel):
         self.relu = nn.ReLU(inplace=True)
         widths = [base_channels * 2**i for i in range(4)]
         nl_limits = {2: 2, 3: 3} if nonlocal_blocks else {}
-        nl_options = {"subsample": nonlocal_subsample, "scale": nonlocal_scale}
+        nl_options = {"subsample": nonlocal_subsample, "scale": nonlocal_scale, "mode": nonlocal_mode}
         # The paper's I3D/S3D put the temporal stride in the first block of layer2..4 (its 3x3x3 conv and
         # shortcut); every other design max-pools time after the layers its pool style names.
         strided_time = temporal_pooling and design.inflates_3x3 and pool_style == "paper"
@@ -307,6 +308,7 @@ def build_video_resnet(
     nonlocal_at: str = "odd",
     nonlocal_subsample: str = "none",
     nonlocal_scale: bool = False,
+    nonlocal_mode: str = "embedded_gaussian",
     stem_temporal_stride: int = 1,
 ) -> VideoResNet:
     """Options beyond the paper's model select a peer's variant (docs/models.md): `pool_style`,
@@ -316,7 +318,8 @@ def build_video_resnet(
     nonlocal_blocks = nonlocal_blocks or design_name == "nln"
     if nonlocal_blocks and design_name in ("i3d", "s3d", "i3d3x1"):
         raise ValueError(f"nonlocal_blocks applies to 2D designs (tsn, tsm, tam, tconv, nln), not {design_name}")
-    if not nonlocal_blocks and (nonlocal_at, nonlocal_subsample, nonlocal_scale) != ("odd", "none", False):
+    if not nonlocal_blocks and (nonlocal_at, nonlocal_subsample, nonlocal_scale, nonlocal_mode) != (
+            "odd", "none", False, "embedded_gaussian"):
         raise ValueError(f"nonlocal_* options need non-local blocks (nln_*, or nonlocal_blocks=True), "
                          f"not {design_name}_{backbone}")
     if stem_temporal_stride != 1 and design_name != "i3d3x1":
@@ -332,7 +335,8 @@ def build_video_resnet(
     model = VideoResNet(block, layers, design, num_classes, num_frames, temporal_pooling, dropout,
                         base_channels, nonlocal_blocks=nonlocal_blocks, pool_style=pool_style,
                         shift_every=shift_every, nonlocal_at=nonlocal_at, nonlocal_subsample=nonlocal_subsample,
-                        nonlocal_scale=nonlocal_scale, stem_temporal_stride=stem_temporal_stride)
+                        nonlocal_scale=nonlocal_scale, nonlocal_mode=nonlocal_mode,
+                        stem_temporal_stride=stem_temporal_stride)
     model.name = f"{design_name}_{backbone}"
     return model
 

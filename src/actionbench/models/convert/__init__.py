@@ -13,8 +13,10 @@ files hold (NumPy arrays and scalars in MMAction2's meta data) are allow-listed 
 from __future__ import annotations
 
 import importlib
+import logging
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from actionbench.models.weights import file_sha256
 __all__ = ["SOURCES", "ConversionError", "Source", "convert_checkpoint", "detect_source", "read_checkpoint",
            "source_of"]
 
+log = logging.getLogger(__name__)
 SOURCES = ("official", "tsm", "mmaction2", "pytorchvideo", "pyslowfast")
 # Globals a weights_only load may construct beyond torch's own allow-list: data, never code.
 _HARMLESS_GLOBALS = re.compile(
@@ -40,36 +43,90 @@ def source_of(name: str) -> Source:
     return importlib.import_module(f"actionbench.models.convert.{name}").SOURCE
 
 
+_GLOBAL_IN_ERROR = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file that is not a PyTorch checkpoint is, from its first bytes; None when it may be one."""
+    head = path.read_bytes()[:512] if path.stat().st_size else b""
+    if not head:
+        return "empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None  # a cut-off zip: torch.load says so below
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return ("a TorchScript archive (torch.jit.save): load it with torch.jit.load and torch.save its "
+                    "state_dict()")
+        return None
+    if head.startswith(b"\x80"):
+        return None  # a pickle: the legacy torch.save format
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array, not a checkpoint of a model"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        return "an HTML or XML page (a failed download? fetch the file itself)"
+    return f"not a PyTorch file (it starts with {head[:8]!r})"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    if any(m in text for m in ("central directory", "zip archive", "unexpected EOF", "corrupted")) or \
+            isinstance(exc, EOFError | IndexError):
+        return "the file is truncated or damaged (an interrupted download? fetch it again)"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'unreadable'}"
+
+
+def _unsafe_globals(path: Path, exc: Exception) -> list[str]:
+    """The globals a weights_only load refused: listed by torch for zip files, named in the error for legacy ones."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # a legacy (non-zip) file: torch names one global per attempt in its error
+        return _GLOBAL_IN_ERROR.findall(str(exc))
+
+
 def read_checkpoint(path: str | Path) -> object:
-    """`torch.load(weights_only=True)`, allowing only the harmless globals such files hold (named in errors)."""
+    """`torch.load(weights_only=True)`, allowing only the harmless globals such files hold (named in errors). Any
+    other file (a folder, HTML, NumPy, TorchScript, truncated) is a ConversionError saying what it is."""
     path = Path(path)
+    if path.is_dir():
+        raise ConversionError(f"{path} is a folder, not a checkpoint file: give the .pth / .pt / .pyth file in it")
     if not path.is_file():
         raise ConversionError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:  # truncated download, not a torch file
-        raise ConversionError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
-    refused = [name for name in needed if not _HARMLESS_GLOBALS.match(name)]
-    if refused:
-        raise ConversionError(
-            f"{path} holds objects that loading would have to run code for: {', '.join(refused)}. Only tensors, "
-            "numbers, strings and plain containers are read. Re-save its weights where that code is installed: "
-            "torch.save({'state_dict': ckpt['state_dict']}, 'weights.pth')")
-    allowed = []
-    for name in needed:
-        module, _, attr = name.rpartition(".")
+    kind = _file_kind(path)
+    if kind:
+        raise ConversionError(f"{path} is {kind}")
+    allowed: list = []
+    needed: set[str] = set()
+    while True:
         try:
-            allowed.append(getattr(importlib.import_module(module), attr))
-        except (ImportError, AttributeError) as exc:
-            raise ConversionError(f"{path} needs {name}, which this Python does not have ({exc})") from exc
-    if any(name.startswith("numpy.") for name in needed):  # arrays' dtypes unpickle as their classes, unlisted
-        import numpy as np
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            names = [n for n in _unsafe_globals(path, exc) if n not in needed]
+            if not names:
+                raise ConversionError(f"cannot read {path}: {_describe(exc)}") from None
+        except Exception as exc:  # truncated, damaged
+            raise ConversionError(f"cannot read {path}: {_describe(exc)}") from None
+        refused = [name for name in names if not _HARMLESS_GLOBALS.match(name)]
+        if refused:
+            raise ConversionError(
+                f"{path} holds objects that loading would have to run code for: {', '.join(refused)}. Only "
+                "tensors, numbers, strings and plain containers are read. Re-save its weights where that code is "
+                "installed: torch.save({'state_dict': ckpt['state_dict']}, 'weights.pth')")
+        for name in names:
+            needed.add(name)
+            module, _, attr = name.rpartition(".")
+            try:
+                allowed.append(getattr(importlib.import_module(module), attr))
+            except (ImportError, AttributeError) as exc:
+                raise ConversionError(f"{path} needs {name}, which this Python does not have ({exc})") from None
+        if any(name.startswith("numpy.") for name in names):  # arrays' dtypes unpickle as their classes
+            import numpy as np
 
-        allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
+            allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
 
 
 def detect_source(raw: object, path: str | Path = "") -> str:
@@ -134,6 +191,17 @@ def map_state(state: dict[str, torch.Tensor], source: Source, target: Mapping[st
     return mapped
 
 
+def _contradictions(guess: Mapping, model: str | None, temporal_pooling: bool | None,
+                    options: Mapping) -> list[str]:
+    """What the user asked that the file says otherwise, each as 'what: the file says a, asked b'."""
+    said = {"--model": guess.get("model"), "--temporal-pooling": guess.get("temporal_pooling"),
+            **{f"--option {k}": v for k, v in guess.get("options", {}).items()}}
+    asked = {"--model": model, "--temporal-pooling": temporal_pooling,
+             **{f"--option {k}": v for k, v in options.items()}}
+    return [f"{what}: the file says {said[what]!r}, you asked {value!r}" for what, value in asked.items()
+            if value is not None and said.get(what) is not None and said[what] != value]
+
+
 def _classifier_size(state: Mapping[str, torch.Tensor], source: Source) -> int:
     for key, value in state.items():
         if rename_key(key, source.rules) == "fc.weight":
@@ -144,10 +212,11 @@ def _classifier_size(state: Mapping[str, torch.Tensor], source: Source) -> int:
 def convert_checkpoint(path: str | Path, *, source: str | None = None, model: str | None = None,
                        frames: int | None = None, temporal_pooling: bool | None = None,
                        options: Mapping | None = None, preprocessing: Mapping | None = None,
-                       classes: list[str] | None = None) -> dict:
+                       classes: list[str] | None = None, force: bool = False) -> dict:
     """Read a released checkpoint and return an actionbench checkpoint (`model`, `config`, `classes`,
-    `preprocessing`, `source`) whose model computes the original's function. Arguments override what the file
-    says; what neither says falls back to the source's documented defaults (printed by `actionbench convert`)."""
+    `preprocessing`, `source`) whose model computes the original's function. Arguments fill in what the file does
+    not say; one that contradicts what it says is an error unless `force` (then it wins, and says so). What neither
+    says falls back to the source's documented defaults (printed by `actionbench convert`)."""
     from actionbench.config import Config, ConfigError, to_dict, update_config
     from actionbench.models.factory import build_from_config
 
@@ -156,10 +225,26 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
     if isinstance(raw, Mapping) and {"model", "config", "classes"} <= set(raw):
         raise ConversionError(f"{path} is already an actionbench checkpoint: use it as it is (actionbench test / "
                               "predict --checkpoint, model.pretrained=, actionbench.load_model)")
+    if source is not None and isinstance(raw, Mapping) and not source_of(source).detect(raw):
+        try:
+            looks = f"it looks like a {detect_source(raw, path)} checkpoint (drop --from, or --from that)"
+        except ConversionError:
+            looks = "its keys match no codebase we convert"
+        raise ConversionError(f"{path} is not a {source} checkpoint: {looks}")
     source = source or detect_source(raw, path)
     module = source_of(source)
     state, info = module.unwrap(raw)
     guess = module.guess(state, info, path)
+    overrides = _contradictions(guess, model, temporal_pooling, options or {})
+    if overrides and not force:
+        raise ConversionError(f"{path}: {'; '.join(overrides)}. Converted that way it would compute another "
+                              "function than the file's; add --force to convert it all the same")
+    for line in overrides:
+        log.warning("%s: forced: %s", path, line)
+    unknown = [k for k, v in {**guess.get("options", {}), **(options or {})}.items() if v is None]
+    if unknown:
+        raise ConversionError(f"{path}: the file does not say {', '.join(unknown)} (variants with the same keys); "
+                              f"give it: --option {unknown[0]}=...")
     name = model or guess.get("model")
     if not name:
         raise ConversionError(f"{path}: the file does not say which model it holds; give --model NAME")
@@ -192,5 +277,5 @@ def convert_checkpoint(path: str | Path, *, source: str | None = None, model: st
         "classes_named": classes is not None,
         "preprocessing": protocol,
         "source": {"format": source, "file": str(path.resolve()), "sha256": file_sha256(path),
-                   **{k: v for k, v in info.items() if isinstance(v, str | int | float)}},
+                   **{k: v for k, v in info.items() if isinstance(v, str | int | float) and not k.startswith("_")}},
     }

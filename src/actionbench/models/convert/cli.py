@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
                         help=f"its authors' evaluation protocol, one of {', '.join(_PROTOCOL_KEYS)} (repeatable)")
     parser.add_argument("--classes", help="class names, one per line, in the classifier's order")
-    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite --out, and let --model/--temporal-pooling/--option win over what the file "
+                             "says (each override is printed)")
 
 
 def _pairs(items: list[str], what: str, allowed: tuple[str, ...] | None = None) -> dict:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = convert_checkpoint(
             args.checkpoint, source=args.source, model=args.model, frames=args.frames,
             temporal_pooling=args.temporal_pooling, options=_pairs(args.option, "--option"),
-            preprocessing=_pairs(args.protocol, "--protocol", _PROTOCOL_KEYS), classes=classes)
+            preprocessing=_pairs(args.protocol, "--protocol", _PROTOCOL_KEYS), classes=classes, force=args.force)
     except (ConversionError, OSError) as exc:
         print(f"actionbench convert: error: {exc}", file=sys.stderr)
         return 2

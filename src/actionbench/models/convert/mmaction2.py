@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -51,6 +52,9 @@ def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
     meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
     info = {k: meta[k] for k in ("epoch", "iter", "mmengine_version", "mmaction2_version", "mmaction_version")
             if isinstance(meta.get(k), str | int)}
+    cfg = meta.get("cfg", meta.get("config"))
+    if isinstance(cfg, str):
+        info["_cfg"] = cfg  # their whole config as text (mmengine's pretty_text); read, not recorded
     return strip_prefix(only_tensors(state, "MMAction2 checkpoint"), "module."), info
 
 
@@ -74,9 +78,34 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     options = {}
     if any(".non_local_block." in k for k in keys):
         sub = "after" if any(".non_local_block.g.0." in k for k in keys) else "none"
-        options = {"nonlocal_blocks": True, "nonlocal_at": _nonlocal_at(keys, path), "nonlocal_subsample": sub}
+        options = {"nonlocal_blocks": True, "nonlocal_at": _nonlocal_at(keys, path), "nonlocal_subsample": sub,
+                   "nonlocal_mode": _nonlocal_mode(info, path)}
     return {"model": f"{'tsm' if shifted else 'tsn'}_resnet{depth}", "options": options,
             "preprocessing": {"data.frames": 8}}
+
+
+_MODE_NAMES = {"dot_product": "dot_product", "dot-product": "dot_product", "dotproduct": "dot_product",
+               "embedded_gaussian": "embedded_gaussian", "embedded-gaussian": "embedded_gaussian",
+               "gaussian": "gaussian"}
+
+
+def _nonlocal_mode(info: Mapping, path) -> str | None:
+    """mmcv's NonLocal3d mode, from the config the checkpoint carries and from its file name; both must agree.
+    Dot-product and embedded-Gaussian blocks have the same keys: None when neither says (convert asks)."""
+    said = {}
+    match = re.search(r"non_local_cfg\s*=\s*dict\(.{0,400}?\bmode\s*=\s*['\"](\w+)['\"]", info.get("_cfg", ""), re.S)
+    if match:
+        said["its meta['cfg']"] = _MODE_NAMES.get(match[1], match[1])
+    name = re.search(r"(dot[-_]?product|embedded[-_]gaussian|(?<![a-z_-])gaussian)", Path(str(path)).name)
+    if name:
+        said["its file name"] = _MODE_NAMES[name[1]]
+    if len(set(said.values())) > 1:
+        raise ConversionError(f"{path}: the non-local mode is {' but '.join(f'{v} by {k}' for k, v in said.items())}")
+    mode = next(iter(said.values()), None)
+    if mode == "gaussian":
+        raise ConversionError(f"{path}: mmcv's 'gaussian' non-local (no theta/phi convs) is not among our options "
+                              "(nonlocal_mode: embedded_gaussian, dot_product)")
+    return mode
 
 
 def _nonlocal_at(keys: list[str], path) -> str:

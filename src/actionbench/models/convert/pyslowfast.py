@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 import yaml
 
-from actionbench.models.convert.source import ConversionError, Source, only_tensors
+from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
 
 _PARTS = {"a": "conv1", "a_bn": "bn1", "b": "conv2", "b_bn": "bn2", "c": "conv3", "c_bn": "bn3"}
 _NONLOCAL = {"conv_theta": "theta", "conv_phi": "phi", "conv_g": "g", "conv_out": "w", "bn": "bn"}
@@ -52,11 +52,12 @@ _PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 
 
 def _detect(raw: Mapping) -> bool:
     state = raw.get("model_state", raw)
-    return isinstance(state, Mapping) and any(str(k).startswith("s1.pathway0_stem.") for k in state)
+    return isinstance(state, Mapping) and any(str(k).removeprefix("module.").startswith("s1.pathway0_stem.")
+                                              for k in state)
 
 
 def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
-    state = only_tensors(raw.get("model_state", raw), "PySlowFast checkpoint")
+    state = strip_prefix(only_tensors(raw.get("model_state", raw), "PySlowFast checkpoint"), "module.")  # DDP
     if "s1.pathway1_stem.conv.weight" in state:  # two pathways: the rules tell them from single-pathway keys
         state = {f"multi:{k}": v for k, v in state.items()}
     info = {"epoch": raw["epoch"]} if isinstance(raw.get("epoch"), int) else {}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from actionbench.models.convert.source import ConversionError, Source, only_tensors
+from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
 
 _PARTS = {"conv_a": "conv1", "norm_a": "bn1", "conv_b": "conv2", "norm_b": "bn2", "conv_c": "conv3",
           "norm_c": "bn3"}
@@ -41,12 +41,12 @@ _PREPROCESSING = {"model.mean": [0.45, 0.45, 0.45], "model.std": [0.225, 0.225, 
 
 def _detect(raw: Mapping) -> bool:
     state = raw.get("model_state", raw)
-    return isinstance(state, Mapping) and any(re.match(r"blocks\.0\.(multipathway_blocks\.0\.)?conv\.", str(k))
-                                              for k in state)
+    return isinstance(state, Mapping) and any(re.match(r"(module\.)?blocks\.0\.(multipathway_blocks\.0\.)?conv\.",
+                                                       str(k)) for k in state)
 
 
 def _unwrap(raw: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
-    state = only_tensors(raw.get("model_state", raw), "PyTorchVideo checkpoint")
+    state = strip_prefix(only_tensors(raw.get("model_state", raw), "PyTorchVideo checkpoint"), "module.")
     stage_blocks = sorted({int(m[1]) for k in state if (m := re.match(r"blocks\.(\d+)\.(multipathway_blocks\.\d\.)?"
                                                                        r"res_blocks\.", k))})
     head_block = max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))

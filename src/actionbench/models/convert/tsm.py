@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -53,7 +54,14 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     depth = {(False, 2): 18, (False, 6): 34, (True, 6): 50, (True, 23): 101}.get((bottleneck, len(layer3)))
     if depth is None:
         raise ConversionError(f"{path}: a ResNet with {len(layer3)} layer3 blocks is not in our zoo")
-    shifted = any(".net." in k for k in keys)
+    if any(re.match(r"layer\d+\.\d+\.net\.", k) for k in keys) or "_block_" in Path(str(path)).name:
+        raise ConversionError(f"{path}: the TSM repo's shift_place=block (the shift wraps the whole block); we "
+                              "shift residually (blockres) only: not convertible")
+    division = re.search(r"shift(\d+)", Path(str(path)).name)
+    if division and int(division[1]) != 8:
+        raise ConversionError(f"{path}: shift_div={division[1]} (a 1/{division[1]} fold shifted each way); our TSM "
+                              "shifts 1/8: not convertible")
+    shifted = any(re.search(r"\.conv\d\.net\.", k) for k in keys)
     name = f"{'tsm' if shifted else 'tsn'}_resnet{depth}"
     options = {}
     if any(".nl." in k for k in keys):

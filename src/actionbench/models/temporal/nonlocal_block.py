@@ -7,6 +7,8 @@ checkpoints compute their function here:
   phi and g max-pooled (1, 2, 2) after their 1x1 convs (`subsample="after"`), no scaling;
 - PySlowFast's `Nonlocal` (C2D-NLN): the input max-pooled (1, 2, 2) before phi's and g's convs
   (`subsample="before"`) and the affinities scaled by inner_channels^-0.5 (`scale=True`).
+`mode="dot_product"` is mmcv's and PySlowFast's other instantiation: affinities theta phi^T divided by the number of
+positions instead of a softmax (the same keys as embedded Gaussian: only a checkpoint's config tells them apart).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from actionbench.models.layers import FrameBatchNorm2d, FrameConv2d, FrameMaxPool2d
 
 SUBSAMPLING = ("none", "after", "before")
+MODES = ("embedded_gaussian", "dot_product")
 
 
 class NonLocalBlock(nn.Module):
@@ -27,12 +30,14 @@ class NonLocalBlock(nn.Module):
     """
 
     def __init__(self, channels: int, inner_channels: int | None = None, subsample: str = "none",
-                 scale: bool = False) -> None:
+                 scale: bool = False, mode: str = "embedded_gaussian") -> None:
         super().__init__()
         if subsample not in SUBSAMPLING:
             raise ValueError(f"non-local subsample must be one of {', '.join(SUBSAMPLING)}, got {subsample!r}")
+        if mode not in MODES:
+            raise ValueError(f"nonlocal_mode must be one of {', '.join(MODES)}, got {mode!r}")
         inner = inner_channels or channels // 2
-        self.subsample, self.scale = subsample, scale
+        self.subsample, self.scale, self.mode = subsample, scale, mode
         self.theta = FrameConv2d(channels, inner, 1)
         self.phi = FrameConv2d(channels, inner, 1)
         self.g = FrameConv2d(channels, inner, 1)
@@ -58,10 +63,14 @@ class NonLocalBlock(nn.Module):
         # softmax(theta phi^T) g as one attention call: fused kernels that never hold the (THW)^2 affinities
         # (1.3 GB per clip in layer2 at 32 frames without sub-sampling) and accumulate in float32 under autocast,
         # where fp16 affinities would overflow
-        scale = theta.shape[-1] ** -0.5 if self.scale else 1.0
-        y = F.scaled_dot_product_attention(theta.unsqueeze(1), phi.unsqueeze(1), g.unsqueeze(1), scale=scale)
-        y = y.squeeze(1).view(n, t, h, w, -1).permute(0, 1, 4, 2, 3)
+        if self.mode == "dot_product":  # (theta phi^T / P) g as theta (phi^T g) / P: no (THW)^2 matrix at all
+            y = theta @ (phi.transpose(1, 2) @ g) / phi.shape[1]
+        else:
+            scale = theta.shape[-1] ** -0.5 if self.scale else 1.0
+            y = F.scaled_dot_product_attention(theta.unsqueeze(1), phi.unsqueeze(1), g.unsqueeze(1),
+                                               scale=scale).squeeze(1)
+        y = y.view(n, t, h, w, -1).permute(0, 1, 4, 2, 3)
         return x + self.bn(self.w(y.contiguous()))
 
     def extra_repr(self) -> str:
-        return f"subsample={self.subsample!r}, scale={self.scale}"
+        return f"subsample={self.subsample!r}, scale={self.scale}, mode={self.mode!r}"
