@@ -6,8 +6,9 @@
 1. Every zoo model x {fp32, bf16, fp16} x {contiguous, channels_last}: a few SGD steps under autocast (fp16 with the
    GradScaler, as training does), checked NaN-free (loss, gradients, weights); clips/s and peak memory per row.
    On CPU fp16 is skipped (loss scaling is a CUDA path; the trainer warns) and the models are reduced-width.
-2. SyncBN: every model converted (`convert_sync_batchnorm`), checked against plain BN in one process; with two or
-   more GPUs a 2-process `torchrun` training and test with train.sync_bn=true on a synthetic dataset.
+2. SyncBN: every model converted (torch's `SyncBatchNorm.convert_sync_batchnorm`), checked against plain BN in one
+   process; with two or more GPUs a 2-process `torchrun` training and test with train.sync_bn=true on a synthetic
+   dataset.
 3. The profiler's throughput and max batch under the AMP setting training uses (bf16).
 It prints one table and exits 1 if anything failed.
 """
@@ -26,7 +27,6 @@ import torch
 from torch import nn
 
 from actionbench import build_model, list_models
-from actionbench.models.layers import convert_sync_batchnorm
 from actionbench.profiling import profile_model
 from actionbench.runtime import retain_freed_memory
 
@@ -92,7 +92,7 @@ def sync_bn_row(name: str, args) -> dict:
     size = max(args.size, 64) if "inception" in name else args.size
     torch.manual_seed(0)
     plain = build_model(name, 10, frames, **small_options(name, args.device)).to(args.device).train()
-    synced = convert_sync_batchnorm(build_model(name, 10, frames, **small_options(name, args.device)))
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(build_model(name, 10, frames, **small_options(name, args.device)))
     synced.load_state_dict(plain.state_dict())
     synced.to(args.device).train()
     left = [type(m).__name__ for m in synced.modules()

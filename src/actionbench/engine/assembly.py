@@ -29,7 +29,7 @@ from actionbench.engine.distributed import DistInfo, broadcast_object, job_value
 from actionbench.errors import DataError, RunDirError
 from actionbench.models.base import VideoModel
 from actionbench.models.factory import build_from_config, model_options
-from actionbench.models.layers import TemporalMaxPool, convert_sync_batchnorm
+from actionbench.models.layers import TemporalMaxPool
 from actionbench.models.weights import file_sha256
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def place_model(cfg: Config, model: VideoModel, device: torch.device, info: Dist
     model itself)."""
     sync_bn = cfg.train.sync_bn and info.enabled and device.type == "cuda"
     if sync_bn:
-        model = convert_sync_batchnorm(model)  # keeps the per-frame BN of 2D designs (torch's converter does not)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # torch's own: frame BN holds a plain BN2d child
     elif cfg.train.sync_bn and info.enabled:
         warnings.warn("train.sync_bn needs CUDA: using per-process BatchNorm on CPU", stacklevel=2)
     if cfg.train.channels_last:

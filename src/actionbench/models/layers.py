@@ -15,6 +15,13 @@ FRAMES_TIME_DIM = 1  # (N, T, C, H, W)
 VOLUME_TIME_DIM = 2  # (N, C, T, H, W)
 
 
+def tracing() -> bool:
+    """Whether torch.compile / torch.export (dynamo), torch.jit.trace or the ONNX exporter is tracing the model: the
+    temporal modules then take their plain-tensor path (the same function), which those tools can follow, instead
+    of the hand-written in-place kernels eager training uses for speed."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def _per_frame(op, x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0]
     y = op(x.flatten(0, 1))
@@ -28,38 +35,49 @@ class FrameConv2d(nn.Conv2d):
         return _per_frame(super().forward, x)
 
 
-class FrameBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d over all frames of an `(N, T, C, H, W)` tensor (statistics over N*T*H*W)."""
+class FrameBatchNorm2d(nn.Module):
+    """BatchNorm over all frames of an `(N, T, C, H, W)` tensor (statistics over N*T*H*W): a plain
+    `nn.BatchNorm2d` (`.bn`) on the folded `(N*T, C, H, W)` view.
+
+    The BN is a child, not this module's base class, so that torch's own `SyncBatchNorm.convert_sync_batchnorm`
+    (what PyTorch's DDP docs and Lightning's `sync_batchnorm=True` call) replaces just it with a SyncBatchNorm that
+    sees channels where they are; a BatchNorm2d subclass that reshaped inside its forward was rebuilt as a plain
+    SyncBatchNorm taking T for the channels. State-dict keys stay the BN's own (`bn1.weight`, torchvision's): the
+    child's `bn.` is taken out of them on saving and put back on loading.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, eps, momentum, affine, track_running_stats)
+        self.register_state_dict_post_hook(_unnest_bn_keys)
+        self.register_load_state_dict_pre_hook(_nest_bn_keys)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.bn.weight
+
+    @property
+    def bias(self) -> nn.Parameter:
+        return self.bn.bias
+
+    @property
+    def num_features(self) -> int:
+        return self.bn.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _per_frame(super().forward, x)
+        return _per_frame(self.bn, x)
 
 
-class FrameSyncBatchNorm(nn.SyncBatchNorm):
-    """SyncBatchNorm over all frames of an `(N, T, C, H, W)` tensor: what `FrameBatchNorm2d` becomes with SyncBN."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _per_frame(super().forward, x)
+def _unnest_bn_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "bn.")]:
+        state_dict[prefix + key[len(prefix) + 3:]] = state_dict.pop(key)
 
 
-def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
-    """Every BatchNorm -> SyncBatchNorm, keeping the per-frame layout of `FrameBatchNorm2d` (torch's converter
-    rebuilds it as a plain SyncBatchNorm, which then normalises (N, T, C, H, W) with T as channels). Parameters and
-    running statistics are shared with the module converted."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
-        cls = FrameSyncBatchNorm if isinstance(module, FrameBatchNorm2d) else nn.SyncBatchNorm
-        converted = cls(module.num_features, module.eps, module.momentum, module.affine,
-                        module.track_running_stats, process_group)
-        if module.affine:
-            converted.weight, converted.bias = module.weight, module.bias
-        if module.track_running_stats:
-            converted.running_mean, converted.running_var = module.running_mean, module.running_var
-            converted.num_batches_tracked = module.num_batches_tracked
-        converted.train(module.training)
-        return converted
-    for name, child in module.named_children():
-        module.add_module(name, convert_sync_batchnorm(child, process_group))
-    return module
+def _nest_bn_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        if prefix + name in state_dict:
+            state_dict[prefix + "bn." + name] = state_dict.pop(prefix + name)
 
 
 class FrameMaxPool2d(nn.MaxPool2d):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from actionbench.models.layers import FrameConv2d
+from actionbench.models.layers import FrameConv2d, tracing
 
 
 def shifted_sum(prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,13 @@ def _weight_grad(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
                         dots.diagonal(1, 1, 2).sum(-1)], dim=1)
 
 
+def aggregate(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """TAM, `ReLU(w0 x[t-1] + w1 x[t] + w2 x[t+1])`, as plain tensor ops: what compilers and exporters trace."""
+    w0, w1, w2 = (weight[:, k].to(x.dtype).reshape(1, 1, -1, *([1] * (x.dim() - 3))) for k in range(3))
+    zero = torch.zeros_like(x[:, :1])
+    return (x * w1 + torch.cat([zero, x[:, :-1]], 1) * w0 + torch.cat([x[:, 1:], zero], 1) * w2).relu()
+
+
 class _DepthwiseAggregation(torch.autograd.Function):
     """TAM as one autograd node: fused multiply-adds forward, their transposes backward, no slice bookkeeping."""
 
@@ -142,6 +149,8 @@ class TemporalAggregation(nn.Module):
             y = self.conv(x)
             prev, cur, nxt = y.chunk(3, dim=2)
             return shifted_sum(prev, cur, nxt).relu_()
+        if tracing():
+            return aggregate(x, self.weight)
         return _DepthwiseAggregation.apply(x, self.weight)
 
     def conv_macs(self, inputs: tuple, output: torch.Tensor) -> int:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actionbench.models.layers import FrameConv2d
+from actionbench.models.layers import FrameConv2d, tracing
 
 
 def _shift(x: torch.Tensor, fold: int, direction: int) -> torch.Tensor:
@@ -44,6 +44,13 @@ class _ShiftFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         return _shift(grad, ctx.fold, -1), None
+
+
+def shifted(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """The shift of `(N, T, C, ...)` as plain tensor ops (a new tensor): what compilers and exporters trace."""
+    first, second, rest = x[:, :, :fold], x[:, :, fold : 2 * fold], x[:, :, 2 * fold :]
+    zero = torch.zeros_like(first[:, :1])
+    return torch.cat([torch.cat([first[:, 1:], zero], 1), torch.cat([zero, second[:, :-1]], 1), rest], 2)
 
 
 def temporal_shift(x: torch.Tensor, fold_div: int = 8) -> torch.Tensor:
@@ -152,6 +159,8 @@ class ShiftConv2d(FrameConv2d):
         fold = x.shape[2] // self.fold_div
         if fold == 0:
             return super().forward(x)  # too few channels to shift any
+        if tracing():
+            return super().forward(shifted(x, fold))
         return _ShiftConvFunction.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                         self.groups, fold)
 

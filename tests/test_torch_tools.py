@@ -1,0 +1,60 @@
+"""Models every PyTorch tool accepts (issue 24): torch's own SyncBatchNorm converter (tests/test_gpu_paths.py, every
+zoo model), torch.export and torch.compile(fullgraph=True) with the same outputs (and gradients), channels_last."""
+
+import pytest
+import torch
+
+from actionbench import build_model, list_models
+
+DESIGNS = ["tsn_resnet18", "tsm_resnet18", "tam_resnet18", "tconv_resnet18", "nln_resnet18", "i3d_resnet18",
+           "s3d_resnet18", "i3d3x1_resnet50", "tam_inception_v1", "i3d_inception_v1", "slowfast_resnet50"]
+
+
+def _small(name: str):
+    torch.manual_seed(0)
+    options = {"base_channels": 4} if "resnet" in name and not name.startswith("slowfast") else {}
+    frames = 8 if name.startswith("slowfast") else 4
+    model = build_model(name, 5, frames, dropout=0.0, **options)
+    size = 64 if "inception" in name or name.startswith("slowfast") else 32
+    return model, torch.randn(2, 3, frames, size, size)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_exports_with_the_same_outputs(name):
+    model, x = _small(name)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        exported = torch.export.export(model, (x,))
+        torch.testing.assert_close(exported.module()(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+def test_one_model_per_design_compiles_whole_forward_and_backward(name):
+    model, x = _small(name)
+    # float64: in float32 a max pool's tie can go the other way after a last-bit difference, moving a gradient
+    model, x = model.double().train(), x.double()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # fullgraph: a graph break is an error
+    inputs = x.clone().requires_grad_(True)
+    compiled(inputs).square().sum().backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    input_grad = inputs.grad.clone()
+    model.zero_grad()
+    torch.manual_seed(0)
+    fresh, _ = _small(name)  # the same weights, BN statistics untouched by the compiled step
+    fresh = fresh.double().train()
+    reference = x.clone().requires_grad_(True)
+    fresh(reference).square().sum().backward()
+    for key, ours, theirs in [("input", input_grad, reference.grad),
+                              *((k, grads[k], p.grad) for k, p in fresh.named_parameters())]:
+        assert float((ours - theirs).abs().max()) <= 1e-10 * float(theirs.abs().max()) + 1e-14, key
+
+
+@pytest.mark.parametrize("name", ["tsm_resnet18", "tam_resnet18", "i3d_resnet18"])
+def test_channels_last_computes_the_same_function(name):
+    model, x = _small(name)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        fmt = torch.channels_last_3d if name.startswith("i3d") else torch.channels_last
+        torch.testing.assert_close(model.to(memory_format=fmt)(x), expected, rtol=1e-5, atol=1e-5)
