@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from actionbench.cli import main
+from actionbench.config import Config, save_config
 from actionbench.data.synthetic import make_synthetic_dataset
 from tests.test_user_mistakes import TINY, _lists, _one_line_error
 
@@ -123,12 +124,19 @@ def test_a_failed_start_leaves_nothing_that_blocks_its_retry(data, tmp_path, cap
         result = main(["train", *TINY, *_lists(data), f"output_dir={run}", *extra])
         _one_line_error(capsys, result, code, fragment)
         assert not run.exists(), f"{case}: {list(run.iterdir())}"
-    # the fixed command then starts, without --resume or --overwrite; so does one where only a config.yaml was left
+    # the fixed command then starts, without --resume or --overwrite; so does one where a failed start of an older
+    # version left only its config.yaml
     run = tmp_path / "leftover"
     run.mkdir()
-    (run / "config.yaml").write_text("model: {name: tsn_resnet18}\n")
+    save_config(Config(), run / "config.yaml")
     assert main(["train", *TINY, *_lists(data), f"output_dir={run}"]) == 0
     assert (run / "results.json").is_file()
+    # a config.yaml no run wrote (the user's own) is never deleted to make room
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("model: {name: tsn_resnet18}\n")
+    _one_line_error(capsys, main(["train", *TINY, *_lists(data), f"output_dir={mine}"]), 6, "already holds a run")
+    assert (mine / "config.yaml").read_text() == "model: {name: tsn_resnet18}\n"
 
 
 def test_default_run_directories_are_not_left_behind_by_a_failed_start(data, tmp_path, capsys, monkeypatch):

@@ -30,17 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    classes, train_videos, val_videos = MINI_PRESETS.get(args.preset, (None, None, None))
-    classes = args.classes or classes
     if args.fraction is not None and args.classes is not None:
         raise ConfigError("give --fraction or --classes, not both")
-    fraction = args.fraction if args.fraction is not None or classes else 0.5
+    classes, train_videos, val_videos = MINI_PRESETS.get(args.preset, (None, None, None))
+    classes = None if args.fraction is not None else (args.classes or classes)  # a class count wins over a fraction
+    fraction = 0.5 if args.fraction is None else args.fraction
     train_videos, val_videos = args.train_videos or train_videos, args.val_videos or val_videos
     # paths resolved exactly as training resolves them (Kinetics ids are looked up under the same root)
     train = load_annotations(args.annotations, args.format, root=data_root(args.root, args.annotations))
     try:
-        mini, chosen = make_mini(train, fraction, args.seed, classes=None if args.fraction is not None else classes,
-                                 videos=train_videos)
+        mini, chosen = make_mini(train, fraction, args.seed, classes=classes, videos=train_videos)
     except ValueError as exc:
         raise ConfigError(f"{args.annotations}: {exc}") from None
     out = Path(args.out)

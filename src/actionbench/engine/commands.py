@@ -61,17 +61,6 @@ def run(args: argparse.Namespace) -> int:
     return _predict(args)
 
 
-def _checkpoint_model(state: dict):
-    """The model a checkpoint holds (ours, or converted from another codebase), its weights loaded."""
-    from actionbench.models.factory import build_from_config
-
-    cfg = from_dict(state["config"])
-    # the checkpoint's own weights replace model.pretrained / model.init_from
-    model = build_from_config(cfg.model, len(state["classes"]), cfg.data.frames, weights=False)
-    model.load_state_dict(state["model"])
-    return model
-
-
 def _train(args) -> int:
     from actionbench.engine.trainer import train
 
@@ -98,6 +87,7 @@ def _test(args) -> int:
     from actionbench.engine.evaluation import EvaluationStopped, evaluate_run
     from actionbench.engine.stopping import StopSignals
     from actionbench.errors import Interrupted
+    from actionbench.models.factory import model_from_checkpoint
     from actionbench.models.weights import file_sha256, load_checkpoint, resolve_checkpoint
 
     split_overrides(args, ("run",))
@@ -119,7 +109,7 @@ def _test(args) -> int:
     absolute_paths(cfg)
     state = load_checkpoint(checkpoint)
     classes = state["classes"]
-    model = _checkpoint_model(state)
+    model = model_from_checkpoint(state)
     protocol = state.get("preprocessing") or {}
     if protocol and cfg.test.preprocessing == "checkpoint":  # a converted checkpoint: its authors' protocol
         update_config(cfg, {k: v for k, v in protocol.items() if not k.startswith("model.")})
@@ -167,6 +157,7 @@ def _predict(args) -> int:
     from actionbench.data.records import VideoRecord
     from actionbench.engine.assembly import resolve_device
     from actionbench.engine.evaluation import to_model_input
+    from actionbench.models.factory import model_from_checkpoint
     from actionbench.models.weights import load_checkpoint
 
     split_overrides(args, ("videos",))
@@ -179,7 +170,7 @@ def _predict(args) -> int:
     apply_overrides(cfg, args.overrides)
     classes = state["classes"]
     device = resolve_device(args.device)
-    model = _checkpoint_model(state).eval().to(device)
+    model = model_from_checkpoint(state).eval().to(device)
     missing = [v for v in args.videos if not Path(v).exists()]
     if missing:
         raise FileNotFoundError(f"no such video or frame folder: {', '.join(missing[:3])}")

@@ -54,6 +54,18 @@ def holds_a_run(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in RUN_EVIDENCE)
 
 
+def _foreign_config(run_dir: Path) -> bool:
+    """A config.yaml there that a run did not write (a failed start's has every section): never deleted silently."""
+    file = run_dir / "config.yaml"
+    if not file.is_file():
+        return False
+    try:
+        saved = yaml.safe_load(file.read_text())
+    except yaml.YAMLError:
+        return True
+    return not (isinstance(saved, dict) and set(to_dict(Config())) <= set(saved))
+
+
 def _delete_run_files(run_dir: Path) -> None:
     for name in RUN_FILES:
         target = run_dir / name
@@ -102,7 +114,7 @@ def prepare(cfg: Config, *, resume: bool | str, overwrite: bool) -> tuple[Path, 
     if resume is True:
         raise RunDirError(f"nothing to resume in {run_dir}: no last.pt there. A typo in the directory? Without "
                           "--resume a new run starts.")
-    if holds_a_run(run_dir) and not overwrite:
+    if (holds_a_run(run_dir) or _foreign_config(run_dir)) and not overwrite:
         raise RunDirError(f"{run_dir} already holds a run: add --resume to continue it, --overwrite to delete it "
                           "and start again, or choose another output_dir (the default makes a new one)")
     if run_dir.is_dir():  # a run replaced (--overwrite), or the leftovers of a start that failed

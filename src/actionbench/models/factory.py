@@ -33,15 +33,21 @@ def build_from_config(model: ModelConfig, num_classes: int, num_frames: int, *, 
     return net
 
 
-def load_model(path: str | Path, device: str = "cpu") -> VideoModel:
-    """The model of an actionbench checkpoint (a run directory's best.pt or last.pt, or one made by `actionbench
-    convert`), its weights loaded, in eval mode on `device`; its class names are `model.classes`."""
+def model_from_checkpoint(state: dict) -> VideoModel:
+    """The model an actionbench checkpoint's contents (`model`, `config`, `classes`) describe, its weights loaded
+    (they replace `model.pretrained` / `model.init_from`); its class names are `model.classes`."""
     from actionbench.config import from_dict
-    from actionbench.models.weights import load_checkpoint
 
-    state = load_checkpoint(path)
     cfg = from_dict(state["config"])
     net = build_from_config(cfg.model, len(state["classes"]), cfg.data.frames, weights=False)
     net.load_state_dict(state["model"])
     net.classes = list(state["classes"])
-    return net.eval().to(device)
+    return net
+
+
+def load_model(path: str | Path, device: str = "cpu") -> VideoModel:
+    """The model of an actionbench checkpoint (a run directory's best.pt or last.pt, or one made by `actionbench
+    convert`), in eval mode on `device`."""
+    from actionbench.models.weights import load_checkpoint
+
+    return model_from_checkpoint(load_checkpoint(path)).eval().to(device)

@@ -16,10 +16,11 @@ VOLUME_TIME_DIM = 2  # (N, C, T, H, W)
 
 
 def tracing() -> bool:
-    """Whether torch.compile / torch.export (dynamo), torch.jit.trace or the ONNX exporter is tracing the model: the
-    temporal modules then take their plain-tensor path (the same function), which those tools can follow, instead
-    of the hand-written in-place kernels eager training uses for speed."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """Whether torch.compile / torch.export (dynamo) or torch.jit.trace is tracing the model (both ONNX exporters
+    trace through one of them): the temporal modules then take their plain-tensor path (the same function), which
+    those tools can follow, instead of the hand-written in-place kernels eager training uses for speed. Called in
+    every TSM / TAM forward: two flag reads (torch.onnx's own check imported torch.onnx in eager training)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _per_frame(op, x: torch.Tensor) -> torch.Tensor:
