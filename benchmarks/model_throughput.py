@@ -3,6 +3,7 @@
 Run by hand (not a test):
     python benchmarks/model_throughput.py [--batches 1 4 8] [--rounds 3] [--channels-last] [--device cpu|cuda]
         [--models tsn_resnet50 tsm_resnet50 tam_resnet50] [--allocator retain|default] [--profile]
+        [--compile [--compile-backend inductor|aot_eager]]
 
 Every round measures every model, inference then a training step (forward, backward, SGD step), at every batch
 size, interleaved, so that a machine whose speed drifts (ours flips by up to 1.5x within seconds) hits all alike;
@@ -36,6 +37,10 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--allocator", choices=("retain", "default"), default="retain")
+    parser.add_argument("--compile", action="store_true",
+                        help="time torch.compile(model) (fullgraph); each batch size and mode compiles once, in the "
+                             "warm-up step, which is not timed")
+    parser.add_argument("--compile-backend", default="inductor")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: torch.profiler of one training step per model and batch, the ops "
                              "with the most self CPU time and the memory they allocate")
@@ -47,6 +52,8 @@ def main() -> None:
     models = {name: build_model(name, 87, args.frames).to(args.device) for name in args.models}
     if args.channels_last:
         models = {name: m.to(memory_format=torch.channels_last) for name, m in models.items()}
+    if args.compile:
+        models = {name: torch.compile(m, fullgraph=True, backend=args.compile_backend) for name, m in models.items()}
     if args.profile:
         profile_steps(models, args)
         return
@@ -62,7 +69,9 @@ def main() -> None:
     base = args.models[0]
     threads = torch.get_num_threads() if args.device == "cpu" else "-"
     print(f"\n{args.device}, {threads} threads, f={args.frames}, {args.size}x{args.size}, "
-          f"{'channels_last' if args.channels_last else 'contiguous'}, allocator {'retain' if retained else 'default'}"
+          f"{'channels_last' if args.channels_last else 'contiguous'}, "
+          f"{'torch.compile ' + args.compile_backend if args.compile else 'eager'}, "
+          f"allocator {'retain' if retained else 'default'}"
           f", {args.rounds} interleaved rounds; ratio = median over rounds of clips/s / {base}'s in the same round\n")
     print(f"| batch | model | inference clips/s | vs {base} | train-step clips/s | vs {base} |")
     print("|---|---|---|---|---|---|")

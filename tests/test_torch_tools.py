@@ -58,3 +58,18 @@ def test_channels_last_computes_the_same_function(name):
         expected = model(x)
         fmt = torch.channels_last_3d if name.startswith("i3d") else torch.channels_last
         torch.testing.assert_close(model.to(memory_format=fmt)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tsm_resnet18", "tam_resnet18", "i3d_resnet18", "slowfast_resnet50"])
+def test_onnx_export_run_by_onnxruntime_gives_the_same_logits(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model, x = _small(name)
+    model.eval()
+    program = torch.onnx.export(model, (x,), dynamo=True, input_names=["clips"], dynamic_shapes=({0: "batch"},))
+    program.save(str(tmp_path / "m.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    other = torch.randn(3, *x.shape[1:])  # another batch size than the traced one
+    with torch.no_grad():
+        expected = model(other)
+    got = torch.from_numpy(session.run(None, {"clips": other.numpy()})[0])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("actionbench.engine.commands", "train a model from a YAML config with key=value overrides"),
     "test": ("actionbench.engine.commands", "evaluate a checkpoint: clip- and video-level accuracy"),
     "predict": ("actionbench.engine.commands", "top-k labels for video files from a checkpoint"),
+    "export": ("actionbench.engine.export", "a checkpoint as an ONNX file or torch.export program, parity-checked"),
     "study": ("actionbench.study.runner", "run or print a grid of runs and write the comparison report"),
     "synth": ("actionbench.data.synthetic", "write a synthetic video dataset (real encoded MP4 files)"),
     "mini": ("actionbench.data.mini", "make a Mini-dataset: a seeded random fraction of the classes"),

@@ -45,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     else:
         parser.add_argument("videos", nargs="+", help="video files or frame folders (and key=value overrides of "
                                                       "the checkpoint's test protocol, e.g. test.num_clips=1)")
-        parser.add_argument("--checkpoint", required=True, help="a checkpoint (or run directory) of actionbench")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--checkpoint", help="a checkpoint (or run directory) of actionbench")
+        source.add_argument("--onnx", metavar="FILE", help="a model written by `actionbench export` (.onnx, run by "
+                                                           "onnxruntime; or .pt2): its metadata gives the protocol")
         parser.add_argument("--topk", type=int, default=5, help="labels shown per video (default 5)")
         parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                             help="where the model runs (default: a GPU when there is one)")
@@ -157,6 +160,7 @@ def _predict(args) -> int:
     from actionbench.data.records import VideoRecord
     from actionbench.engine.assembly import resolve_device
     from actionbench.engine.evaluation import to_model_input
+    from actionbench.engine.export import open_exported
     from actionbench.models.factory import model_from_checkpoint
     from actionbench.models.weights import load_checkpoint
 
@@ -165,12 +169,16 @@ def _predict(args) -> int:
         raise ConfigError(f"--topk {args.topk}: give 1 or more labels per video")
     if not args.videos:
         raise ConfigError("no video given: actionbench predict VIDEO... --checkpoint CKPT")
-    state = load_checkpoint(args.checkpoint)
+    if args.onnx:
+        model = open_exported(args.onnx)  # runs on the CPU (onnxruntime's CPU provider)
+        state, device = model.metadata, torch.device("cpu")
+    else:
+        state = load_checkpoint(args.checkpoint)
+        device = resolve_device(args.device)
+        model = model_from_checkpoint(state).eval().to(device)
     cfg = from_dict(state["config"])
     apply_overrides(cfg, args.overrides)
     classes = state["classes"]
-    device = resolve_device(args.device)
-    model = model_from_checkpoint(state).eval().to(device)
     missing = [v for v in args.videos if not Path(v).exists()]
     if missing:
         raise FileNotFoundError(f"no such video or frame folder: {', '.join(missing[:3])}")
