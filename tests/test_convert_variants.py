@@ -113,3 +113,50 @@ def test_files_that_are_not_checkpoints_are_one_line(tmp_path, capsys):
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(scripted))
     _refused(capsys, [str(scripted), "--out", str(tmp_path / "s.pt")], "TorchScript", "torch.jit.load")
     _refused(capsys, [str(tmp_path), "--out", str(tmp_path / "d.pt")], "is a folder")
+
+
+_MMACTION2_TSM_CFG = """model = dict(type='Recognizer2D', backbone=dict(type='ResNetTSM', depth=50))
+test_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=16, test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, 256)),
+    dict(type='TenCrop', crop_size=224),
+    dict(type='FormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs'),
+]
+"""
+_MMACTION2_I3D_CFG = """test_pipeline = [
+    dict(type='SampleFrames', clip_len=32, frame_interval=2, num_clips=10, test_mode=True),
+    dict(type='Resize', scale=(-1, 256)), dict(type='ThreeCrop', crop_size=256),
+]"""
+
+
+def _protocol(capsys, args) -> dict:
+    assert main(["convert", *args]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "its protocol" in x)
+    return dict(p.split("=", 1) for p in line.split(": ", 1)[1].split(", "))
+
+
+def test_the_authors_test_protocol_comes_from_the_file(tmp_path, capsys):
+    # MMAction2: the test_pipeline of meta['cfg'] (16 segments, short side 256, TenCrop at 224)
+    tsm = _reference("mmaction2__tsn_resnet18", tmp_path, file_name="m.pth", meta={"cfg": _MMACTION2_TSM_CFG})
+    said = _protocol(capsys, [str(tsm), "--out", str(tmp_path / "a.pt")])
+    assert said["data.frames"] == "16" and said["test.num_crops"] == "10" and said["test.size"] == "224"
+    assert said["test.scale_size"] == "256" and said["data.sampling"] == "uniform"
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert state["config"]["data"]["frames"] == 16 and state["config"]["test"]["num_crops"] == 10
+    i3d = _reference("mmaction2__i3d_resnet50-32f", tmp_path, file_name="i.pth", meta={"cfg": _MMACTION2_I3D_CFG})
+    said = _protocol(capsys, [str(i3d), "--out", str(tmp_path / "b.pt")])
+    assert (said["data.frames"], said["data.stride"], said["test.num_clips"], said["test.size"]) == (
+        "32", "2", "10", "256")
+    # a pipeline step we cannot reproduce is refused by name
+    squash = _reference("mmaction2__tsn_resnet18", tmp_path, file_name="s.pth",
+                        meta={"cfg": "test_pipeline = [dict(type='Resize', scale=(224, 224), keep_ratio=False)]"})
+    _refused(capsys, [str(squash), "--out", str(tmp_path / "c.pt")], "resizes to (224, 224)", "test.scale_size")
+    # the TSM repo: dense files are tested with 10 clips x 3 full-resolution crops
+    dense = _reference("tsm__tsm_resnet50", tmp_path, file_name="TSM_kinetics_RGB_resnet50_shift8_blockres_avg_"
+                                                                "segment8_e100_dense.pth")
+    said = _protocol(capsys, [str(dense), "--out", str(tmp_path / "d.pt")])
+    assert (said["data.sampling"], said["test.num_clips"], said["test.num_crops"], said["test.size"]) == (
+        "dense", "10", "3", "256")

@@ -11,7 +11,7 @@ import yaml
 from actionbench.models.convert import SOURCES, ConversionError, convert_checkpoint
 
 _PROTOCOL_KEYS = ("model.mean", "model.std", "model.channel_order", "data.frames", "data.size", "data.scale_size",
-                  "data.sampling", "data.stride", "test.num_clips", "test.num_crops")
+                  "data.sampling", "data.stride", "test.num_clips", "test.num_crops", "test.size", "test.scale_size")
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:

@@ -13,6 +13,9 @@ ImageNet's 0-1 values times 255, our ResNets' normalisation exactly.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +23,8 @@ from pathlib import Path
 import torch
 
 from actionbench.models.convert.source import ConversionError, Source, only_tensors, strip_prefix
+
+log = logging.getLogger(__name__)
 
 _RULES = [
     (r"^backbone\.", ""),
@@ -73,7 +78,8 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
         return {"model": f"i3d3x1_resnet{depth}", "temporal_pooling": True,
                 "options": {"pool_style": "c2d", "stem_temporal_stride": 2},  # pool2: MaxPool3d((2,1,1), (2,1,1))
                 "preprocessing": {"data.frames": 32, "data.sampling": "dense", "data.stride": 2,
-                                  "test.num_clips": 10, "test.num_crops": 3}}
+                                  "test.num_clips": 10, "test.num_crops": 3, "test.scale_size": 256,
+                                  "test.size": 256, **test_protocol(info, path)}}
     shifted = any(".conv.net." in k for k in keys)
     options = {}
     if any(".non_local_block." in k for k in keys):
@@ -81,7 +87,73 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
         options = {"nonlocal_blocks": True, "nonlocal_at": _nonlocal_at(keys, path), "nonlocal_subsample": sub,
                    "nonlocal_mode": _nonlocal_mode(info, path)}
     return {"model": f"{'tsm' if shifted else 'tsn'}_resnet{depth}", "options": options,
-            "preprocessing": {"data.frames": 8}}
+            "preprocessing": {"data.frames": 8, **test_protocol(info, path)}}
+
+
+_CROPS = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}
+
+
+def _pipeline(text: str) -> list[dict] | None:
+    """The steps of `test_pipeline = [dict(type=...), ...]` in a config's text (mmengine's pretty_text is Python),
+    as dicts of their literal arguments; None when the text has none."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "test_pipeline" for t in node.targets)
+                and isinstance(node.value, ast.List)):
+            steps = []
+            for item in node.value.elts:
+                if isinstance(item, ast.Call) and getattr(item.func, "id", None) == "dict":
+                    step = {}
+                    for kw in item.keywords:
+                        with contextlib.suppress(ValueError, TypeError):
+                            step[kw.arg] = ast.literal_eval(kw.value)
+                    steps.append(step)
+            return steps
+    return None
+
+
+def test_protocol(info: Mapping, path) -> dict:
+    """The authors' test protocol, from the `test_pipeline` of the config the checkpoint carries (`meta['cfg']`):
+    SampleFrames (clip length, frame interval, clips; TSN-style segments when clip_len is 1), Resize's short side,
+    CenterCrop / ThreeCrop / TenCrop and their size. A step we cannot reproduce is refused by name."""
+    steps = _pipeline(info.get("_cfg", ""))
+    if not steps:
+        return {}
+    protocol: dict = {}
+    where = f"{path}: its meta['cfg'] test_pipeline"
+    for step in steps:
+        kind = step.get("type")
+        if kind == "SampleFrames":
+            clip_len, interval = int(step.get("clip_len", 1)), int(step.get("frame_interval", 1))
+            clips = int(step.get("num_clips", 1))
+            if clip_len == 1:  # TSN/TSM: num_clips segments, one frame each
+                protocol.update({"data.frames": clips, "data.sampling": "uniform", "test.num_clips": 1})
+                if step.get("twice_sample"):
+                    log.warning("%s asks for twice_sample (segment starts as a second view); not reproduced: the "
+                                "test uses the segment centres only (test.num_clips=1)", where)
+            else:
+                protocol.update({"data.frames": clip_len, "data.sampling": "dense", "data.stride": interval,
+                                 "test.num_clips": clips})
+        elif kind == "Resize":
+            scale = step.get("scale")
+            if isinstance(scale, tuple | list) and len(scale) == 2 and scale[0] == -1:
+                protocol["test.scale_size"] = int(scale[1])
+            elif step.get("keep_ratio") is False or not isinstance(scale, tuple | list):
+                raise ConversionError(f"{where} resizes to {scale} (keep_ratio={step.get('keep_ratio')}); we resize "
+                                      "the shorter side only: give --protocol test.scale_size=N to use ours")
+            else:
+                protocol["test.scale_size"] = int(min(scale))
+        elif kind in _CROPS:
+            size = step.get("crop_size")
+            protocol["test.num_crops"] = _CROPS[kind]
+            if size is not None:
+                protocol["test.size"] = int(size if isinstance(size, int) else min(size))
+        elif kind in ("MultiScaleCrop", "RandomResizedCrop", "Flip", "Imgaug"):
+            raise ConversionError(f"{where} has {kind}, a training-time augmentation we do not apply at test time")
+    return protocol
 
 
 _MODE_NAMES = {"dot_product": "dot_product", "dot-product": "dot_product", "dotproduct": "dot_product",

@@ -74,8 +74,12 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
         name = "i3d_inception_v1" if net == "i3d_v2" else "s3d_inception_v1"
         if net == "i3d_v2":
             options["last_time_pool"] = 3  # the public code's last temporal pool (the paper's model had 2)
+    protocol = {"data.frames": int(match["frames"])}
+    classes = {v.shape[0] for k, v in state.items() if k.endswith("fc.weight") and v.dim() == 2}
+    if classes == {400}:  # their Kinetics releases are tested with dense sampling (frames_per_group 2) at 256
+        protocol.update({"data.sampling": "dense", "data.stride": 2, "test.size": 256, "test.scale_size": 256})
     return {"model": name, "frames": int(match["frames"]), "temporal_pooling": bool(match["ts"]),
-            "options": options, "preprocessing": {"data.frames": int(match["frames"])}}
+            "options": options, "preprocessing": protocol}
 
 
 def _tam_target(module: str, name: str) -> str:

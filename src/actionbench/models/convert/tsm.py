@@ -72,7 +72,9 @@ def _guess(state: Mapping[str, torch.Tensor], info: Mapping, path) -> dict:
     pooled = "tpool" in file_name
     if pooled:
         options["pool_style"] = "tsm"
-    protocol = {"data.sampling": "dense", "data.stride": 8} if "dense" in file_name else {}
+    # their README tests dense models with 10 clips x 3 full-resolution (256) crops, uniform ones 1 x 1 at 224
+    protocol = ({"data.sampling": "dense", "data.stride": 8, "test.num_clips": 10, "test.num_crops": 3,
+                 "test.size": 256, "test.scale_size": 256} if "dense" in file_name else {})
     if segments:
         protocol["data.frames"] = int(segments[1])
     return {"model": name, "temporal_pooling": pooled, "options": options, "preprocessing": protocol}
