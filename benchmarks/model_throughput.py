@@ -52,8 +52,10 @@ def main() -> None:
     models = {name: build_model(name, 87, args.frames).to(args.device) for name in args.models}
     if args.channels_last:
         models = {name: m.to(memory_format=torch.channels_last) for name, m in models.items()}
-    if args.compile:
-        models = {name: torch.compile(m, fullgraph=True, backend=args.compile_backend) for name, m in models.items()}
+    if args.compile:  # one graph per batch size and mode: more than dynamo's default recompile limit of 8 in all
+        torch._dynamo.config.recompile_limit = 64
+        models = {name: torch.compile(m, fullgraph=True, dynamic=False, backend=args.compile_backend)
+                  for name, m in models.items()}
     if args.profile:
         profile_steps(models, args)
         return

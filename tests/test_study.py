@@ -166,12 +166,18 @@ def test_seeds_are_grouped_and_differences_tested_on_the_same_videos(tmp_path):
     assert tam["video_top1_ci"][0] < tam["video_top1"] < tam["video_top1_ci"][1]
     comparisons = compare_groups(rows)
     by_pair = {(c["a"], c["b"]): c for c in comparisons}
-    assert by_pair[("tam_resnet18", "tsn_resnet18")]["significant"]
-    assert by_pair[("tam_resnet18", "tsn_resnet18")]["mcnemar_p"] < 0.05
+    strong_weak = by_pair[("tam_resnet18", "tsn_resnet18")]
+    assert strong_weak["significant"] and strong_weak["seed_aware"] and strong_weak["p_adjusted"] < 0.05
+    assert strong_weak["p_adjusted"] >= strong_weak["p"] and strong_weak["family"] == 3
     twins = by_pair.get(("tsn_resnet18", "tsm_resnet18")) or by_pair[("tsm_resnet18", "tsn_resnet18")]
-    assert twins["seeds"] == 1 and not twins["significant"] and twins["difference"] == 0
+    assert twins["seeds_b"] == 1 or twins["seeds_a"] == 1
+    assert not twins["seed_aware"] and not twins["significant"] and twins["difference"] == 0
     text = findings(rows, comparisons)[0]
-    assert "tam_resnet18 > tsn_resnet18" in text and "do not differ significantly" in text
+    assert "tam_resnet18 > tsn_resnet18" in text and "compare trained models, not designs" in text
+    baseline = compare_groups(rows, baseline="tsn_resnet18")  # each vs the baseline: a family of 2
+    assert sorted((c["a"], c["b"]) for c in baseline) == [("tam_resnet18", "tsn_resnet18"),
+                                                         ("tsm_resnet18", "tsn_resnet18")]
+    assert all(c["family"] == 2 for c in baseline)
     paths = write_report(results, tmp_path / "report")
     assert "± " in paths["markdown"].read_text() and "(3 seeds)" in paths["markdown"].read_text()
     assert paths["comparisons"].read_text().count("\n") == 4  # header + 3 pairs
@@ -188,3 +194,26 @@ def test_a_study_with_seeds_names_and_groups_its_runs(tmp_path):
     assert runs[1].group == "default/tsn_resnet18" and "seed=1" in runs[1].overrides
     (tmp_path / "r.yaml").write_text("name: r\nrepeats: 3\naxes:\n  model.name: [tsn_resnet18]\n")
     assert [r.seed for r in expand_runs(load_study(tmp_path / "r.yaml"))] == [0, 1, 2]
+
+
+def test_configurations_that_differ_only_in_their_seeds_are_reported_indistinguishable(tmp_path):
+    """Three 'designs' that are the same model with different seeds (each seed its own skill): no finding, and the
+    report says how large a difference the study could have seen."""
+    import numpy as np
+
+    from actionbench.study.compare import compare_groups, findings, group_results
+
+    rng = np.random.default_rng(3)
+    difficulty = rng.normal(0, 1.5, 300)
+    results = []
+    for name in ("tsn_resnet18", "tsm_resnet18", "tam_resnet18"):
+        for seed in range(3):
+            logit = 0.3 + difficulty + rng.normal(0, 0.35) + rng.normal(0, 0.7, 300)
+            correct = list(rng.random(300) < 1 / (1 + np.exp(-logit)))
+            results.append(_run_with_predictions(tmp_path / f"{name}{seed}", name, correct, seed))
+    rows = group_results(results)
+    comparisons = compare_groups(rows)
+    assert len(comparisons) == 3 and not any(c["significant"] for c in comparisons)
+    assert all(c["seed_aware"] and c["p_adjusted"] >= c["p"] and c["mdd"] > 0 for c in comparisons)
+    text = findings(rows, comparisons)[0]
+    assert "indistinguishable" in text and f"about {comparisons[0]['mdd']:.1f} points" in text

@@ -1,11 +1,13 @@
-"""A study's runs grouped over seeds, and every pair of groups compared on the same test videos.
+"""A study's runs grouped over seeds, and the configurations of each dataset compared as one family.
 
 A group is one configuration of a study (its `run` name without the seed) or, for results without one, one
 (dataset, model, frames, temporal pooling, sampling). Its accuracy is the mean over its seeds, with their standard
-deviation and values, and a 95 % interval over the test videos (the run's own for one seed; for several, the
-bootstrap of the per-video mean over seeds). Two groups of a dataset are compared video by video on the videos both
-predicted (`predictions.csv` of each run): the difference of their video top-1 with its paired bootstrap interval
-(significant when it excludes 0) and McNemar's exact test (the largest p over the seeds they share).
+deviation and values. The unit of a statement is the configuration over its seeds (statistics.py): with >= 2 seeds
+on both sides a difference's interval and test cover the training seeds and the test videos (paired: the same
+videos), `seed_aware: true`; with one seed on a side the comparison is between two trained models (a paired bootstrap
+over the test videos and McNemar's exact test), `seed_aware: false`, and no finding about designs is stated from it.
+Within a dataset the comparisons are one family -- every pair, or each configuration against the study's
+`baseline` -- and their p-values are adjusted by Holm's step-down method; `significant` is after adjustment.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _aligned(runs: list[dict], videos: list[str] | None = None) -> tuple[np.ndar
 
 def group_results(results: list[dict]) -> list[dict]:
     """One row per group: the first run's description, the metrics' mean over seeds, their std and values, and
-    the video top-1 interval (`video_top1_ci`)."""
+    the video top-1 interval (`video_top1_ci`: seeds and test videos with >= 2 seeds, the run's own with one)."""
     groups: dict[tuple, list[dict]] = {}
     for result in results:
         groups.setdefault(group_key(result), []).append(result)
@@ -72,54 +74,109 @@ def group_results(results: list[dict]) -> list[dict]:
             row["video_top1_ci"] = runs[0].get("video_top1_ci")
         else:
             aligned = _aligned(runs)
-            row["video_top1_ci"] = list(statistics.bootstrap_interval(aligned[0].mean(axis=0))) if aligned else None
+            if aligned:
+                summary = statistics.seed_aware_accuracy(aligned[0])
+                row["video_top1_ci"] = [summary["low"], summary["high"]]
+            else:
+                row["video_top1_ci"] = None
         rows.append(row)
     return rows
 
 
-def compare_groups(rows: list[dict]) -> list[dict]:
-    """Every pair of groups of a dataset, A listed first when its mean is higher."""
+def _family(members: list[dict], baseline: str | None) -> list[tuple[dict, dict]]:
+    """The pairs a dataset's family holds: every pair (higher mean first), or each configuration vs `baseline`."""
+    if baseline is None:
+        return list(itertools.combinations(members, 2))
+    base = [m for m in members if m["label"] == baseline]
+    if not base:
+        return []
+    return [(m, base[0]) for m in members if m is not base[0]]
+
+
+def _compare(a: dict, b: dict) -> dict | None:
+    """One comparison of two groups on the videos both predicted (None when a run has no predictions.csv)."""
+    first = _aligned([{"output_dir": a["output_dirs"][0]}, {"output_dir": b["output_dirs"][0]}])
+    if not first:
+        return None
+    videos = first[1]
+    one_seed = min(len(a["output_dirs"]), len(b["output_dirs"])) == 1  # then each side's first seed only
+    aligned_a = _aligned([{"output_dir": d} for d in a["output_dirs"][:1 if one_seed else None]], videos)
+    aligned_b = _aligned([{"output_dir": d} for d in b["output_dirs"][:1 if one_seed else None]], videos)
+    if not (aligned_a and aligned_b):
+        return None
+    outcome_a, outcome_b = aligned_a[0], aligned_b[0]
+    row = {"a": a["label"], "b": b["label"], "a_video_top1": round(a["video_top1"], 2),
+           "b_video_top1": round(b["video_top1"], 2), "videos": len(videos), "seeds_a": len(outcome_a),
+           "seeds_b": len(outcome_b)}
+    if not one_seed:
+        result = statistics.seed_aware_difference(outcome_a, outcome_b)
+        row.update(difference=round(result["estimate"], 2), ci_low=round(result["low"], 2),
+                   ci_high=round(result["high"], 2), p=result["p"], se=result["se"], df=result["df"],
+                   seed_aware=True, method="seeds and videos (t, Welch-Satterthwaite)")
+    else:  # two trained models: what another seed would do is unknown
+        x, y = outcome_a, outcome_b
+        paired = statistics.paired_bootstrap(x, y)
+        row.update(difference=round(paired["difference"], 2), ci_low=round(paired["low"], 2),
+                   ci_high=round(paired["high"], 2), p=statistics.mcnemar_exact(x[0], y[0]), se=None, df=None,
+                   seed_aware=False, method="videos only, one seed (paired bootstrap; McNemar p)")
+    return row
+
+
+def compare_groups(rows: list[dict], baseline: str | None = None, alpha: float = 0.05) -> list[dict]:
+    """Each dataset's family of comparisons (every pair, or each vs `baseline`) with raw and Holm-adjusted p,
+    `significant` after adjustment, and the dataset's minimum detectable difference (`mdd`, 80 % power)."""
     comparisons = []
     for dataset in sorted({r.get("dataset", "") for r in rows}):
         members = sorted((r for r in rows if r.get("dataset", "") == dataset), key=lambda r: -r.get("video_top1", 0))
-        for a, b in itertools.combinations(members, 2):
-            runs_a = [{"output_dir": d} for d in a["output_dirs"]]
-            runs_b = [{"output_dir": d} for d in b["output_dirs"]]
-            n = min(len(runs_a), len(runs_b))  # seeds paired in order (the same seeds in a study)
-            first = _aligned(runs_a[:1] + runs_b[:1])
-            aligned_a = first and _aligned(runs_a[:n], first[1])
-            aligned_b = first and _aligned(runs_b[:n], first[1])
-            if not (aligned_a and aligned_b):  # a run without predictions.csv: nothing to pair
-                continue
-            (outcome_a, videos), (outcome_b, _) = aligned_a, aligned_b
-            paired = statistics.paired_bootstrap(outcome_a, outcome_b)
-            p = max(statistics.mcnemar_exact(x, y) for x, y in zip(outcome_a, outcome_b, strict=True))
-            comparisons.append({"dataset": dataset, "a": a["label"], "b": b["label"],
-                                "a_video_top1": round(a["video_top1"], 2), "b_video_top1": round(b["video_top1"], 2),
-                                "difference": round(paired["difference"], 2), "ci_low": round(paired["low"], 2),
-                                "ci_high": round(paired["high"], 2), "significant": paired["significant"],
-                                "mcnemar_p": float(f"{p:.3g}"), "videos": len(videos), "seeds": n})
+        family = [c for a, b in _family(members, baseline) if (c := _compare(a, b))]
+        adjusted = statistics.holm([c["p"] for c in family])
+        aware = [c for c in family if c["seed_aware"]]
+        mdd = (statistics.minimum_detectable_difference(stats.median(c["se"] for c in aware),
+                                                        stats.median(c["df"] for c in aware), len(family), alpha)
+               if aware else None)
+        for c, p_adjusted in zip(family, adjusted, strict=True):
+            c.update(dataset=dataset, p=float(f"{c['p']:.3g}"), p_adjusted=float(f"{p_adjusted:.3g}"),
+                     significant=bool(p_adjusted < alpha), family=len(family),
+                     mdd=None if mdd is None else round(mdd, 2))
+            c["se"] = None if c["se"] is None else round(c["se"], 3)
+            c["df"] = None if c["df"] is None else round(c["df"], 1)
+        comparisons += family
     return comparisons
 
 
 def findings(rows: list[dict], comparisons: list[dict]) -> list[str]:
-    """Sentences that state only what the intervals support: per dataset, which differences are significant."""
+    """Sentences that state only what the adjusted, seed-aware tests support, per dataset; comparisons with one
+    seed on a side are said to be between trained models, and nothing about designs is stated from them."""
     sentences = []
     for dataset in sorted({r.get("dataset", "") for r in rows}):
         pairs = [c for c in comparisons if c["dataset"] == dataset]
-        significant = [c for c in pairs if c["significant"]]
         if not pairs:
             continue
-        one_seed = all(c.get("seeds", 1) == 1 for c in pairs)
-        caveat = (" With one seed per configuration these compare trained models, not designs: how much another "
-                  "seed would change them is unknown.") if one_seed else ""
-        if not significant:
-            sentences.append(f"{dataset}: no two configurations differ significantly (95 % paired bootstrap over "
-                             f"{pairs[0]['videos']} test videos); the table does not rank them.{caveat}")
-            continue
-        listed = "; ".join(f"{c['a']} > {c['b']} by {c['difference']:.1f} points [{c['ci_low']:.1f}, "
-                           f"{c['ci_high']:.1f}]" for c in significant)
-        rest = len(pairs) - len(significant)
-        sentences.append(f"{dataset}: significant differences (95 % paired bootstrap): {listed}"
-                         + (f"; the other {rest} pair(s) do not differ significantly." if rest else ".") + caveat)
+        family = f"{len(pairs)} comparison(s), Holm-adjusted at 5 %, over {pairs[0]['videos']} test videos"
+        aware = [c for c in pairs if c["seed_aware"]]
+        models = [c for c in pairs if not c["seed_aware"]]
+        text = []
+        if aware:
+            significant = [c for c in aware if c["significant"]]
+            seeds = min(min(c["seeds_a"], c["seeds_b"]) for c in aware)
+            detectable = (f"this study could see differences of about {aware[0]['mdd']:.1f} points or more "
+                          "(80 % power)")
+            if not significant:
+                text.append(f"the designs are indistinguishable within this study ({family}; >= {seeds} seeds "
+                            f"each, intervals over seeds and videos): no difference is significant, and {detectable}"
+                            "; the table does not rank them.")
+            else:
+                listed = "; ".join(f"{c['a']} > {c['b']} by {c['difference']:.1f} points [{c['ci_low']:.1f}, "
+                                   f"{c['ci_high']:.1f}], adjusted p {c['p_adjusted']:.2g}" for c in significant)
+                rest = len(aware) - len(significant)
+                text.append(f"significant differences ({family}; >= {seeds} seeds each, intervals over seeds and "
+                            f"videos): {listed}" + (f"; the other {rest} are not significant ({detectable})."
+                                                     if rest else "."))
+        if models:
+            differ = [c for c in models if c["significant"]]
+            listed = "; ".join(f"{c['a']} > {c['b']} by {c['difference']:.1f} points" for c in differ)
+            text.append(f"{len(models)} comparison(s) have one seed on a side: they compare trained models, not "
+                        "designs; how much another seed would change them is unknown, so no finding about designs "
+                        "is stated from them" + (f" (the trained models differ: {listed})." if differ else "."))
+        sentences.append(f"{dataset}: " + " ".join(text))
     return sentences

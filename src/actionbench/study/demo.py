@@ -64,9 +64,9 @@ def finding(results: list[dict]) -> list[str]:
     what the demo shows, or that it did not show it. Nothing is ranked that the intervals do not support."""
     from actionbench.study.compare import compare_groups, group_results
 
-    comparisons = compare_groups(group_results(results))
-    by = {(r["dataset"], r["model"]): r for r in results}
     tsn, others = DEMO_MODELS[0], DEMO_MODELS[1:]
+    comparisons = compare_groups(group_results(results), baseline=tsn)  # each design vs TSN: one family per set
+    by = {(r["dataset"], r["model"]): r for r in results}
     rev_tsn = by[("temporal", tsn)].get("reversal_acc")
     temporal = {m: _versus(comparisons, "temporal", m, tsn) for m in others}
     appearance = {m: _versus(comparisons, "appearance", m, tsn) for m in others}
@@ -139,7 +139,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10,
         *finding(results),
         f"Total time: {time.time() - start:.0f} s.",
     ]
-    paths = write_report(results, out, title="actionbench demo: is temporal modelling needed?", paragraphs=paragraphs)
+    paths = write_report(results, out, title="actionbench demo: is temporal modelling needed?", paragraphs=paragraphs,
+                         baseline=DEMO_MODELS[0])
     print("\n".join(paragraphs))
     print(f"report: {paths['html']}\ntable: {paths['csv']}")
     return {"results": results, "paths": paths, "paragraphs": paragraphs}

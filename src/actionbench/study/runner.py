@@ -12,6 +12,7 @@ axes:                              # every combination becomes a run
   model.temporal_pooling: [false, true]
   data.frames: [8, 16]
 seeds: [0, 1, 2]                   # optional: every run once per seed (or `repeats: 3` for seeds 0, 1, 2)
+baseline: tsn_resnet18             # optional: compare each configuration with this one (a smaller family)
 progression:                       # optional: the paper's Table 5 chain, each run starting from the previous one's
   data.frames: [8, 16]             #   weights (its model.init_from), per model, dataset and seed
   checkpoint: best                 #   best (default) | last
@@ -51,7 +52,7 @@ from actionbench.config import (
     to_dict,
 )
 
-_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats", "progression"}
+_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats", "progression", "baseline"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def load_study(path: str | Path) -> dict:
     if "seeds" in study and "repeats" in study:
         raise ConfigError(f"{path}: give seeds or repeats, not both")
     _check_progression(path, study)
-    study["_dir"] = path.parent.resolve()
+    study["_dir"], study["_path"] = path.parent.resolve(), path
     return study
 
 
@@ -154,6 +155,11 @@ def expand_runs(study: dict) -> list[Run]:
                     index[(step, dataset["name"], values, seed)] = len(runs)
                     runs.append(Run(f"{dataset['name']}/{name}{suffix}", dataset["name"], seeded, seed,
                                     f"{dataset['name']}/{name}", parent, checkpoint or "best"))
+    baseline = study.get("baseline")
+    labels = sorted({run.group.split("/")[-1] for run in runs})
+    if baseline is not None and baseline not in labels:
+        raise ConfigError(f"{study.get('_path', 'study')}: baseline {baseline!r} is none of the study's configurations "
+                          f"({', '.join(labels[:8])}); name one of them, or leave baseline out to compare every pair")
     return runs
 
 
@@ -291,6 +297,6 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise ConfigError(f"no finished run of {args.study} under {out} to report")
     study = load_study(args.study)
-    paths = write_report(results, out, title=study.get("name", Path(args.study).stem))
+    paths = write_report(results, out, title=study.get("name", Path(args.study).stem), baseline=study.get("baseline"))
     print(f"report: {paths['html']}  table: {paths['markdown']}")
     return 0
