@@ -74,3 +74,39 @@ def test_data_check_reports_every_bad_entry(tmp_path, capsys):
     assert rows["two.mp4"].startswith("too short") and rows["empty.mp4"] == "zero-byte file"
     assert rows["missing.mp4"] == "missing" and rows["truncated.mp4"].startswith("unreadable")
     assert "5 videos checked, 4 bad" in capsys.readouterr().out
+
+
+def test_shards_of_a_check_merge_into_one_report_in_any_order_and_again(tmp_path, capsys):
+    src = _videos(tmp_path)
+    (src / "empty.mp4").write_bytes(b"")
+    (src / "list.txt").write_text("class_a/one.mp4 0\nclass_a/two.mp4 1\nempty.mp4 0\nmissing.mp4 0\n")
+    whole, merged = tmp_path / "whole.csv", tmp_path / "merged.csv"
+    assert main(["data", "check", str(src / "list.txt"), "--report", str(whole), "--min-frames", "13"]) == 1
+    for shard in ("1/3", "0/3", "2/3", "1/3"):  # any order, one twice (a requeued array task)
+        main(["data", "check", str(src / "list.txt"), "--report", str(merged), "--min-frames", "13",
+              "--shard", shard])
+    out = capsys.readouterr().out
+    assert "shard 0/3: 2 videos checked" in out and "shard 2/3: 1 videos checked" in out
+
+    def problems(path):
+        return sorted((r["path"], r["problem"]) for r in csv.DictReader(path.open()))
+
+    assert problems(merged) == problems(whole) and len(problems(merged)) == 3  # each bad video once
+    for bad in ("1", "3/3", "a/b"):
+        assert main(["data", "check", str(src / "list.txt"), "--shard", bad]) == 2
+    assert main(["data", "check", str(src / "list.txt"), "--report", str(merged), "--shard", "0/2"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 4 and "holds shards of 3, not of 2" in errors[-1]
+
+
+def test_sharded_extraction_writes_what_one_run_writes(tmp_path, capsys):
+    src = _videos(tmp_path)
+    for shard in ("0/2", "1/2"):
+        assert main(["extract", str(src), str(tmp_path / "sharded"), "--short-side", "32", "--shard", shard]) == 0
+    assert main(["extract", str(src), str(tmp_path / "once"), "--short-side", "32"]) == 0
+
+    def files(root):
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    assert files(tmp_path / "sharded") == files(tmp_path / "once") and len(files(tmp_path / "once")) == 32
+    assert "extract (shard 1/2): 1 done" in capsys.readouterr().out

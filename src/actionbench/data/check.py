@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from actionbench.data.decoding import open_video, resolve_index_cache
 from actionbench.data.formats import FORMATS, load_annotations
+from actionbench.data.shards import merge_report, parse_shard, shard_items
 from actionbench.data.splits import data_root
 from actionbench.errors import DataError
 
@@ -34,13 +34,14 @@ def check_video(path: str, min_frames: int, index_cache: Path | None = None) -> 
 
 def check_dataset(annotations: str | Path, root: str | Path | None = None, format: str | None = None,
                   workers: int = 2, min_frames: int = 1, progress: bool = True,
-                  index_cache: str | Path | None = None) -> list[dict]:
-    """Every record of the annotation file with its problem ("" when fine)."""
+                  index_cache: str | Path | None = None, shard: tuple[int, int] | None = None) -> list[dict]:
+    """Every record of the annotation file (of `shard`, data/shards.py) with its problem ("" when fine)."""
     base = data_root(root, annotations)  # as training resolves the paths
     ann = load_annotations(annotations, format, root=base)
     if not len(ann):
         raise DataError(f"{annotations} lists no video: nothing to check")
-    paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in ann.records]
+    records = shard_items(ann.records, shard)
+    paths = [str(Path(r.path) if Path(r.path).is_absolute() else base / r.path) for r in records]
     rows = []
     with ProcessPoolExecutor(max(1, workers)) as pool:
         cache = resolve_index_cache(index_cache)
@@ -49,7 +50,7 @@ def check_dataset(annotations: str | Path, root: str | Path | None = None, forma
             from rich.progress import track
 
             results = track(results, total=len(paths), description="checking videos")
-        for record, (path, frames, problem) in zip(ann.records, results, strict=True):
+        for record, (path, frames, problem) in zip(records, results, strict=True):
             if not 0 <= record.label < ann.num_classes:
                 problem = problem or f"label {record.label} outside the {ann.num_classes} classes"
             rows.append({"path": path, "label": record.label, "frames": frames, "problem": problem})
@@ -67,22 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     check.add_argument("--format", choices=FORMATS)
     check.add_argument("--workers", type=int, default=2)
     check.add_argument("--min-frames", type=int, default=1, help="videos with fewer frames are reported")
-    check.add_argument("--report", help="also write the bad entries to this CSV file")
+    check.add_argument("--report", help="also write the bad entries to this CSV file (shards merge into one)")
+    check.add_argument("--shard", metavar="I/N", help="only part I of N of the list (I from 0; a SLURM array: "
+                                                     "--shard $SLURM_ARRAY_TASK_ID/N)")
     check.add_argument("--index-cache", default="auto",
                        help="keep the frame indexes built here for training (as data.index_cache): auto, none, or a "
                             "folder")
 
 
 def run(args: argparse.Namespace) -> int:
+    shard = parse_shard(args.shard)
     rows = check_dataset(args.annotations, args.root, args.format, args.workers, args.min_frames,
-                         index_cache=args.index_cache)
+                         index_cache=args.index_cache, shard=shard)
     bad = [r for r in rows if r["problem"]]
     if args.report:
-        with open(args.report, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["path", "label", "frames", "problem"])
-            writer.writeheader()
-            writer.writerows(bad)
-    print(f"{len(rows)} videos checked, {len(bad)} bad" + (f"; report: {args.report}" if args.report else ""))
+        merge_report(args.report, ["path", "label", "frames", "problem"], bad, shard)
+    part = f"shard {args.shard}: " if shard else ""
+    print(f"{part}{len(rows)} videos checked, {len(bad)} bad" + (f"; report: {args.report}" if args.report else ""))
     for row in bad[:20]:
         print(f"  {row['path']}: {row['problem']}")
     if len(bad) > 20:

@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from actionbench.data.decoding import reformat_frame
+from actionbench.data.shards import merge_report, parse_shard, shard_items
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts", ".mpg", ".flv")
 
@@ -132,13 +133,16 @@ def _job(args: tuple[str, str, str, int, int]) -> tuple[str, str]:
 
 
 def process_all(command: str, source: str | Path, out: str | Path, short_side: int = 256, workers: int = 2,
-                option: int | None = None, progress: bool = True) -> dict[str, str]:
-    """Run `extract` or `transcode` over every video; returns video -> done | skipped | failed: reason."""
+                option: int | None = None, progress: bool = True,
+                shard: tuple[int, int] | None = None) -> dict[str, str]:
+    """Run `extract` or `transcode` over every video (of `shard`, data/shards.py); returns video -> done | skipped |
+    failed: reason. Output names are decided from the whole list, so shards write what one run would."""
     root, videos = list_videos(source)
     out = Path(out)
     option = option if option is not None else (90 if command == "extract" else 30)
     jobs = []
-    for rel, name in output_names(videos, "" if command == "extract" else ".mp4").items():
+    names = output_names(videos, "" if command == "extract" else ".mp4")
+    for rel, name in shard_items(list(names.items()), shard):
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((command, str(root / rel), str(target), short_side, option))
@@ -163,14 +167,21 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     else:
         parser.add_argument("--gop", type=int, default=30, help="largest keyframe interval (default 30)")
+    parser.add_argument("--shard", metavar="I/N", help="only part I of N of the videos (I from 0; a SLURM array: "
+                                                       "--shard $SLURM_ARRAY_TASK_ID/N); outputs combine as they are")
+    parser.add_argument("--report", help="write the failed videos to this CSV file (shards merge into one)")
 
 
 def run(args: argparse.Namespace) -> int:
     option = args.quality if args.command == "extract" else args.gop
-    outcome = process_all(args.command, args.videos, args.out, args.short_side, args.workers, option)
+    shard = parse_shard(args.shard)
+    outcome = process_all(args.command, args.videos, args.out, args.short_side, args.workers, option, shard=shard)
     failed = {v: s for v, s in outcome.items() if s.startswith("failed")}
+    if args.report:
+        merge_report(args.report, ["video", "problem"], [{"video": v, "problem": s} for v, s in failed.items()], shard)
     counts = {s: sum(1 for x in outcome.values() if x == s) for s in ("done", "skipped")}
-    print(f"{args.command}: {counts['done']} done, {counts['skipped']} already there, {len(failed)} failed")
+    part = f" (shard {args.shard})" if shard else ""
+    print(f"{args.command}{part}: {counts['done']} done, {counts['skipped']} already there, {len(failed)} failed")
     for video, status in failed.items():
         print(f"  {video}: {status}")
     return 1 if failed else 0
