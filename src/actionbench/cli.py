@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("actionbench.engine.commands", "evaluate a checkpoint: clip- and video-level accuracy"),
     "predict": ("actionbench.engine.commands", "top-k labels for video files from a checkpoint"),
     "export": ("actionbench.engine.export", "a checkpoint as an ONNX file or torch.export program, parity-checked"),
+    "analyze": ("actionbench.study.analysis", "temporal reliance of trained runs: accuracy with frames reversed, "
+                                              "shuffled, static"),
     "study": ("actionbench.study.runner", "run or print a grid of runs and write the comparison report"),
     "synth": ("actionbench.data.synthetic", "write a synthetic video dataset (real encoded MP4 files)"),
     "mini": ("actionbench.data.mini", "make a Mini-dataset: a seeded random fraction of the classes"),
