@@ -89,6 +89,10 @@ def analyze_run(run_dir: str | Path, overrides: list[str] | None = None, checkpo
     sha = file_sha256(path)
     digest = hashlib.sha256(json.dumps([sha, settings, PROBES, SHUFFLE_SEED], sort_keys=True,
                                        default=str).encode()).hexdigest()[:8]
+    stem = run_dir / f"temporal_reliance_{path.stem}-{digest}"
+    if stem.with_suffix(".json").is_file():  # the same checkpoint bytes and settings: the same result
+        return {**json.loads(stem.with_suffix(".json").read_text()), "reused": True,
+                "files": [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]}
     ann = load_split(cfg, test_list, classes)
     bad_log = run_dir / "bad_videos.tsv"
     dataset = make_dataset(cfg, ann, test_list, "test", model, bad_log)
@@ -117,7 +121,6 @@ def analyze_run(run_dir: str | Path, overrides: list[str] | None = None, checkpo
               "videos": int(len(correct["normal"])), "chance": round(100 / k, 3), "probes": rows,
               "shuffle_order": shuffled_order(cfg.data.frames).tolist(), "settings": settings,
               "method": f"drop = normal - probe video top-1 on the same videos; {statistics.METHOD}, paired"}
-    stem = run_dir / f"temporal_reliance_{path.stem}-{digest}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     with stem.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -153,5 +156,32 @@ def run(args: argparse.Namespace) -> int:
                 f"{'' if row['significant'] else ' (n.s.)'}")
             print(f"| {Path(run_dir).name} | {result['model']} | {result['videos']} | {row['probe']} | "
                   f"{row['video_top1']:.1f} | {interval} |")
-        print(f"wrote {result['files'][0]}", flush=True)
+        print(f"{'already there' if result.get('reused') else 'wrote'} {result['files'][0]}", flush=True)
     return 0
+
+
+def reliance_of(output_dir: str | Path | None) -> dict | None:
+    """The newest temporal-reliance result of a run directory (None when it has none)."""
+    files = sorted(Path(output_dir).glob("temporal_reliance_*.json"), key=lambda f: f.stat().st_mtime) if (
+        output_dir and Path(output_dir).is_dir()) else []
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def analyze_results(results: list[dict]) -> int:
+    """`analyze_run` on every finished run of a study (reused when done before); a run that cannot be analysed is
+    a warning, not the end of the report. Returns how many were analysed."""
+    import logging
+
+    from actionbench.errors import ActionbenchError
+
+    done = 0
+    for result in results:
+        run_dir = result.get("output_dir")
+        if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+            continue
+        try:
+            analyze_run(run_dir)
+            done += 1
+        except (ActionbenchError, OSError) as exc:
+            logging.getLogger(__name__).warning("%s: temporal reliance not measured: %s", run_dir, exc)
+    return done

@@ -104,6 +104,7 @@ def finding(results: list[dict]) -> list[str]:
 def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10,
              videos_per_class: int = DEMO_VIDEOS_PER_CLASS) -> dict:
     from actionbench.profiling import profile_model
+    from actionbench.study.analysis import analyze_results
     from actionbench.study.report import write_report
     from actionbench.study.runner import run_study
 
@@ -139,6 +140,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, epochs: int = 10,
         *finding(results),
         f"Total time: {time.time() - start:.0f} s.",
     ]
+    analyze_results(results)  # temporal reliance of every run, a section of the report
     paths = write_report(results, out, title="actionbench demo: is temporal modelling needed?", paragraphs=paragraphs,
                          baseline=DEMO_MODELS[0])
     print("\n".join(paragraphs))

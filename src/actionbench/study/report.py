@@ -169,12 +169,91 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
     return paths
 
 
-def html_page(title: str, paragraphs: list[str], results: list[dict], figure_png: Path) -> str:
+_PROBES = ("reversed", "shuffled", "static")
+
+
+def add_reliance(rows: list[dict]) -> list[dict]:
+    """Each group row's temporal reliance (`actionbench analyze` results in its runs' directories): the mean drop
+    per probe over the seeds analysed (`reliance_<probe>`, points) and their number (`reliance_runs`); the rows that
+    have one are returned."""
+    from actionbench.study.analysis import reliance_of
+
+    analysed = []
+    for row in rows:
+        found = [r for d in row.get("output_dirs", []) if (r := reliance_of(d))]
+        if not found:
+            continue
+        for probe in _PROBES:
+            drops = [next(p["drop"] for p in r["probes"] if p["probe"] == probe) for r in found]
+            row[f"reliance_{probe}"] = sum(drops) / len(drops)
+        row["reliance_runs"] = len(found)
+        analysed.append(row)
+    return analysed
+
+
+def reliance_table(rows: list[dict]) -> str:
+    lines = ["| dataset | configuration | video top-1 | drop reversed | drop shuffled | drop static | runs |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('dataset', '')} | {r['label']} | {r['video_top1']:.1f} | " + " | ".join(
+        f"{r[f'reliance_{p}']:+.1f}" for p in _PROBES) + f" | {r['reliance_runs']} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_reliance(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Temporal reliance against accuracy, a panel per dataset: the drop under reversal (filled) and shuffling
+    (open) per configuration, labelled; returns the PNG and SVG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r.get("dataset", "") for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for r in (r for r in rows if r.get("dataset", "") == dataset):
+            colour = DESIGN_COLOURS.get(split_name(r["model"])[0], "black")
+            x = r["video_top1"]
+            ax.scatter(x, r["reliance_reversed"], s=70, color=colour, zorder=2)
+            ax.scatter(x, r["reliance_shuffled"], s=70, facecolors="white", edgecolors=colour, linewidths=1.8,
+                       zorder=2)
+            ax.annotate(r["label"], (x, r["reliance_reversed"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.axhline(0, color="#999999", linestyle="--", linewidth=1)
+        ax.set_title(dataset)
+        ax.set_xlabel("video top-1 (%)")
+        ax.set_ylabel("accuracy drop (points): reversed (filled), shuffled (open)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths = [out_dir / f"temporal_reliance.{ext}" for ext in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def html_page(title: str, paragraphs: list[str], results: list[dict], figure_png: Path,
+              reliance: tuple[list[dict], Path] | None = None) -> str:
     header, rows = table_rows(results)
     image = base64.b64encode(figure_png.read_bytes()).decode()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     text = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+    section = ""
+    if reliance:
+        analysed, png = reliance
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
+                r.get("dataset", ""), r["label"], f"{r['video_top1']:.1f}",
+                *(f"{r[f'reliance_{p}']:+.1f}" for p in _PROBES), str(r["reliance_runs"]))) + "</tr>"
+            for r in analysed)
+        section = (
+            "<h2>Temporal reliance</h2><p>Accuracy drop (points) when the test clips' frames are reversed, "
+            "shuffled or static (one frame repeated), mean over the seeds analysed (actionbench analyze; each run's "
+            "temporal_reliance_*.json has the paired intervals). A model that ignores time loses nothing.</p>"
+            f'<img alt="temporal reliance against accuracy" src="data:image/png;base64,'
+            f'{base64.b64encode(png.read_bytes()).decode()}">'
+            "<table><thead><tr><th>dataset</th><th>configuration</th><th>video top-1</th><th>drop reversed</th>"
+            f"<th>drop shuffled</th><th>drop static</th><th>runs</th></tr></thead><tbody>{cells}</tbody></table>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -190,6 +269,7 @@ img {{ max-width: 100%; }}
 <img alt="top-1 accuracy against GFLOPs" src="data:image/png;base64,{image}">
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{section}
 <p><small>Video top-1: mean over seeds (± their standard deviation when several), [95 % interval: over the training
 seeds and the test videos with several seeds (t, Welch-Satterthwaite), over the test videos with one]; differences
 between rows are tested on the same videos in comparisons.csv, each dataset's comparisons one family (Holm-adjusted
@@ -225,10 +305,18 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
              "html": out / "report.html"}
     write_csv(rows, paths["csv"])
     write_comparisons(comparisons, paths["comparisons"])
-    paths["markdown"].write_text(f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs) + markdown_table(rows))
+    analysed = add_reliance(rows)
+    markdown = f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs) + markdown_table(rows)
+    reliance = None
+    if analysed:
+        markdown += "\n## Temporal reliance (accuracy drop, points)\n\n" + reliance_table(analysed)
+        reliance_png, reliance_svg = plot_reliance(analysed, out)
+        paths.update(reliance_png=reliance_png, reliance_svg=reliance_svg)
+        reliance = (analysed, reliance_png)
+    paths["markdown"].write_text(markdown)
     png, svg = plot_accuracy_vs_cost(rows, out)
     paths.update(png=png, svg=svg)
-    paths["html"].write_text(html_page(title, paragraphs, rows, png))
+    paths["html"].write_text(html_page(title, paragraphs, rows, png, reliance))
     return paths
 
 

@@ -279,6 +279,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--nnodes", type=int, default=1,
                         help="with --print-commands: nodes per run (default 1; more adds c10d rendezvous options)")
     parser.add_argument("--report-only", action="store_true", help="gather finished runs' results and write the report")
+    parser.add_argument("--skip-analysis", action="store_true",
+                        help="leave out the temporal-reliance probes (actionbench analyze) of the report")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
 
 
@@ -297,6 +299,10 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise ConfigError(f"no finished run of {args.study} under {out} to report")
     study = load_study(args.study)
+    if not args.skip_analysis:
+        from actionbench.study.analysis import analyze_results
+
+        analyze_results(results)
     paths = write_report(results, out, title=study.get("name", Path(args.study).stem), baseline=study.get("baseline"))
     print(f"report: {paths['html']}  table: {paths['markdown']}")
     return 0
