@@ -73,7 +73,9 @@ def test_two_run_micro_study_end_to_end(tmp_path, capsys):
     assert [r["model"] for r in rows] == ["tsn_resnet18", "tsm_resnet18"] and {r["dataset"] for r in rows} == {"syn"}
     assert (out / "accuracy_vs_gflops.png").is_file() and (out / "accuracy_vs_gflops.svg").is_file()
     page = (out / "report.html").read_text()
-    assert "tsm_resnet18" in page and embedded_image_count(page) == 1
+    assert "tsm_resnet18" in page and embedded_image_count(page) == 2  # accuracy vs cost, temporal reliance
+    assert "<h2>Temporal reliance</h2>" in page and (out / "temporal_reliance.png").is_file()
+    assert len(list(out.glob("runs/syn/*/temporal_reliance_best-*.json"))) == 2  # in each run's own directory
     # a second invocation skips finished runs and rewrites the same report
     [tsn_dir] = (out / "runs" / "syn").glob("tsn_resnet18-*")  # named after its config's hash
     first = json.loads((tsn_dir / "results.json").read_text())
