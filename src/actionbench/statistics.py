@@ -18,6 +18,11 @@ RESAMPLES, SEED, LEVEL = 2000, 0, 0.95
 METHOD = f"bootstrap over test videos, {RESAMPLES} resamples, seed {SEED}, {LEVEL:.0%} percentile interval"
 
 
+def _points(fraction: float) -> float:
+    """A fraction in percentage points, as reports print it (no -0.0)."""
+    return round(100 * fraction, 10) + 0.0
+
+
 def _bounds(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     tail = 100 * (1 - level) / 2
     return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
@@ -98,8 +103,7 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: in
     per_video = (a - b).mean(axis=0)  # over seeds
     samples = per_video[_resample_indices(len(per_video), resamples, seed)].mean(axis=1)
     low, high = _bounds(samples, level)
-    clean = lambda v: round(100 * v, 10) + 0.0  # noqa: E731 (no -0.0 in reports)
-    return {"difference": clean(float(per_video.mean())), "low": clean(low), "high": clean(high),
+    return {"difference": _points(float(per_video.mean())), "low": _points(low), "high": _points(high),
             "significant": bool(low > 0 or high < 0)}
 
 
@@ -207,9 +211,8 @@ def _t_summary(estimate: float, terms: list[tuple[float, float]], level: float) 
     else:
         p = min(1.0, 2 * (1 - t_cdf(abs(estimate) / se, df)))
         half = t_quantile(1 - (1 - level) / 2, df) * se
-    clean = lambda v: round(100 * v, 10) + 0.0  # noqa: E731 (no -0.0 in reports)
-    return {"estimate": clean(estimate), "se": clean(se), "df": df, "low": clean(estimate - half),
-            "high": clean(estimate + half), "p": p}
+    return {"estimate": _points(estimate), "se": _points(se), "df": df, "low": _points(estimate - half),
+            "high": _points(estimate + half), "p": p}
 
 
 def seed_aware_accuracy(correct: np.ndarray, level: float = LEVEL) -> dict:

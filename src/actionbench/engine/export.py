@@ -12,7 +12,6 @@ a seeded batch (a parity check, printed); otherwise nothing is left behind.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from actionbench import __version__
 from actionbench.config import ConfigError, from_dict
 from actionbench.errors import ActionbenchError, CheckpointError
+from actionbench.models.weights import file_sha256
 
 FORMATS = ("onnx", "exported-program")
 EXTENSIONS = {"onnx": ".onnx", "exported-program": ".pt2"}
@@ -58,17 +58,9 @@ def export_metadata(state: dict, model, checkpoint: Path) -> dict[str, str]:
         "frames": cfg.data.frames, "size": size, "scale_size": cfg.test.scale_size or cfg.data.scale_size or size,
         "sampling": cfg.data.sampling, "stride": cfg.data.stride, "num_clips": cfg.test.num_clips,
         "num_crops": cfg.test.num_crops, "aggregate": cfg.test.aggregate,
-        "checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint), "config": state["config"],
+        "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "config": state["config"],
     }
     return {_META_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(fields: dict[str, str]) -> dict:
