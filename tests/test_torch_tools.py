@@ -73,3 +73,27 @@ def test_onnx_export_run_by_onnxruntime_gives_the_same_logits(name, tmp_path):
         expected = model(other)
     got = torch.from_numpy(session.run(None, {"clips": other.numpy()})[0])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_compiled_kernels_are_custom_ops_torch_can_check():
+    """TSM's shifted convolution and TAM's aggregation are torch.library ops under torch.compile (so inductor keeps
+    the fast kernels): torch's own opcheck (schema, fake kernel, autograd registration, AOT dispatch) and gradcheck
+    pass, and they equal the eager autograd functions."""
+    from actionbench.models.temporal import tam, tsm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16, 6, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, 16, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    for conf in ([1, 1], [1, 1], [1, 1], 1, 2), ([2, 2], [1, 1], [1, 1], 1, 2):
+        for b in (bias, None):
+            args = (x, weight, b, *conf)
+            torch.library.opcheck(torch.ops.actionbench.shift_conv2d.default, args)
+            assert torch.equal(torch.ops.actionbench.shift_conv2d(*args), tsm._ShiftConvFunction.apply(*args))
+        assert torch.autograd.gradcheck(lambda x, w, b, c=conf: torch.ops.actionbench.shift_conv2d(x, w, b, *c),
+                                        (x, weight, bias))
+    tam_weight = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.actionbench.tam_aggregate.default, (x, tam_weight))
+    assert torch.autograd.gradcheck(torch.ops.actionbench.tam_aggregate, (x, tam_weight))
+    eager = tam._DepthwiseAggregation.apply(x, tam_weight)
+    assert torch.equal(torch.ops.actionbench.tam_aggregate(x, tam_weight), eager)

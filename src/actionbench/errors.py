@@ -45,6 +45,11 @@ class RunDirError(ActionbenchError, RuntimeError):
 
 
 class Interrupted(ActionbenchError):
-    """SIGINT or SIGTERM: the run wrote its checkpoint at the next safe point and stopped (exit 75, "try again")."""
+    """SIGINT, SIGTERM or SIGUSR1: the run wrote its checkpoint at the next safe point and stopped (exit 75, "try
+    again"). `signal` names the signal this process received (None: another rank's)."""
 
     exit_code = 75
+
+    def __init__(self, message: str, signal: str | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal

@@ -15,12 +15,15 @@ FRAMES_TIME_DIM = 1  # (N, T, C, H, W)
 VOLUME_TIME_DIM = 2  # (N, C, T, H, W)
 
 
-def tracing() -> bool:
-    """Whether torch.compile / torch.export (dynamo) or torch.jit.trace is tracing the model (both ONNX exporters
-    trace through one of them): the temporal modules then take their plain-tensor path (the same function), which
-    those tools can follow, instead of the hand-written in-place kernels eager training uses for speed. Called in
-    every TSM / TAM forward: two flag reads (torch.onnx's own check imported torch.onnx in eager training)."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+def trace_mode() -> str:
+    """How the model is being run, for the temporal modules' three paths (the same function in all three):
+    "eager" (hand-written in-place kernels, fastest), "compile" (torch.compile: the same kernels as opaque
+    torch.library custom ops with fake kernels and autograd, so inductor keeps them) or "export" (torch.export,
+    both ONNX exporters, torch.jit.trace: plain tensor ops, so the file needs no actionbench to run). Called in every
+    TSM / TAM forward: flag reads only (torch.onnx's own check imported torch.onnx in eager training)."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return "export"
+    return "compile" if torch.compiler.is_compiling() else "eager"
 
 
 def _per_frame(op, x: torch.Tensor) -> torch.Tensor:
