@@ -219,3 +219,30 @@ def test_configurations_that_differ_only_in_their_seeds_are_reported_indistingui
     assert all(c["seed_aware"] and c["p_adjusted"] >= c["p"] and c["mdd"] > 0 for c in comparisons)
     text = findings(rows, comparisons)[0]
     assert "indistinguishable" in text and f"about {comparisons[0]['mdd']:.1f} points" in text
+
+
+def test_local_launcher_runs_in_parallel_on_separate_devices_and_reports_status(tmp_path, capsys):
+    import yaml
+
+    data = make_synthetic_dataset(tmp_path / "syn", "temporal", 4, 4, seed=2, frames=4, size=32, workers=1)
+    study = tmp_path / "par.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "parallel", "overrides": [
+            "model.base_channels=4", "data.frames=4", "data.size=32", "data.scale_size=32", "data.workers=0",
+            "data.batch_size=4", "optim.epochs=1", "train.progress=false", "train.tensorboard=false",
+            "test.num_clips=1", "test.num_crops=1", "device=cpu", f"data.train_list={data['train']}",
+            f"data.val_list={data['val']}"],
+        "axes": {"model.name": ["tsn_resnet18", "tsm_resnet18"]}}))
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out), "--launcher", "local", "--parallel", "2",
+                 "--skip-analysis"]) == 0
+    printed = capsys.readouterr().out
+    assert "devices 0" in printed and "devices 1" in printed and "2 runs: 2 finished" in printed
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/*/job.json"))]
+    assert sorted(r["devices"] for r in records) == ["0", "1"] and all(r["state"] == "finished" for r in records)
+    assert main(["study", "status", str(out)]) == 0 and "2 finished" in capsys.readouterr().out
+    assert main(["study", str(study), "--out", str(out), "--launcher", "local", "--parallel", "2",
+                 "--skip-analysis"]) == 0  # finished: nothing starts again
+    assert "0 of 2 runs to start" in capsys.readouterr().out
+    assert main(["study", "status", str(tmp_path / "nothing")]) == 2  # not a study's folder: one line
+    assert "holds no submitted study" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Stopping a run cleanly: SIGINT (Ctrl-C) and SIGTERM (what SLURM and Kubernetes send before preemption).
+"""Stopping a run cleanly: SIGINT (Ctrl-C), SIGTERM (what SLURM and Kubernetes send before preemption) and SIGUSR1
+(what a SLURM job of `actionbench study --launcher slurm` asks for before its time limit or a preemption).
 
 The first signal only sets a flag; the trainer looks at it at every iteration boundary, and once any rank has seen
 one all ranks write `last.pt` together and stop with "resume with ...". Under DDP the ranks agree through an
@@ -16,7 +17,7 @@ import torch.distributed as dist
 
 from actionbench.engine.distributed import DistInfo
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopSignals:

@@ -154,7 +154,7 @@ class Trainer:
         except EvaluationStopped:
             raise Interrupted(f"stopped by {stop.name()} during the validation after epoch {epoch}; {self.last_path} "
                               f"holds epoch {epoch} (its validation runs first on resume). Resume with: actionbench "
-                              f"train {self.run.run_dir} --resume") from None
+                              f"train {self.run.run_dir} --resume", signal=stop.received) from None
         self.logger.log(self.state.step, **{"val/clip_top1": top1, "epoch": epoch})
         if self.info.is_main:
             self.progress.console.print(f"epoch {epoch}: val clip top-1 {top1:.2f}%")
@@ -216,7 +216,7 @@ class Trainer:
                 self.checkpoint()
                 raise Interrupted(
                     f"stopped by {stop.name()} at epoch {epoch + 1}, iteration {batch_index + 1}; {self.last_path} "
-                    f"written. Resume with: actionbench train {self.run.run_dir} --resume")
+                    f"written. Resume with: actionbench train {self.run.run_dir} --resume", signal=stop.received)
 
     def fit(self) -> dict:
         """Train the remaining epochs, test the final weights, write results.json (main rank); its content."""
@@ -253,7 +253,7 @@ class Trainer:
             except EvaluationStopped:
                 raise Interrupted(f"stopped by {stop.name()} during the final test; training is complete "
                                   f"({self.last_path}). Resume with: actionbench train {run.run_dir} --resume "
-                                  "(it runs the test)") from None
+                                  "(it runs the test)", signal=stop.received) from None
         self.logger.close()
         results = results_record(cfg, run.classes, results, train_seconds, self.state.clips_seen,
                                  run.train_set.bad_video_summary())

@@ -13,6 +13,8 @@ axes:                              # every combination becomes a run
   data.frames: [8, 16]
 seeds: [0, 1, 2]                   # optional: every run once per seed (or `repeats: 3` for seeds 0, 1, 2)
 baseline: tsn_resnet18             # optional: compare each configuration with this one (a smaller family)
+launcher: {name: slurm, partition: gpu, gpus_per_node: 8, time: "2-00:00:00", max_concurrent: 8}
+                                   # optional: where the runs train (docs/cluster.md); flags override it
 progression:                       # optional: the paper's Table 5 chain, each run starting from the previous one's
   data.frames: [8, 16]             #   weights (its model.init_from), per model, dataset and seed
   checkpoint: best                 #   best (default) | last
@@ -52,7 +54,8 @@ from actionbench.config import (
     to_dict,
 )
 
-_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats", "progression", "baseline"}
+_STUDY_KEYS = {"name", "base", "overrides", "datasets", "axes", "seeds", "repeats", "progression", "baseline",
+               "launcher"}
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,9 @@ def gather_results(study_path: str | Path, out_dir: str | Path, extra: tuple[str
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument("study", help="study YAML (see configs/studies/)")
+    from actionbench.study.launchers import LAUNCHERS, launcher_fields
+
+    parser.add_argument("study", help="study YAML (see configs/studies/), or `status DIR`")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<study file name>)")
     parser.add_argument("--print-commands", action="store_true", help="print one torchrun command per run, run none")
     parser.add_argument("--nproc-per-node", type=int, default=8,
@@ -281,12 +286,48 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--report-only", action="store_true", help="gather finished runs' results and write the report")
     parser.add_argument("--skip-analysis", action="store_true",
                         help="leave out the temporal-reliance probes (actionbench analyze) of the report")
+    jobs = parser.add_argument_group("jobs (docs/cluster.md)")
+    jobs.add_argument("--launcher", choices=LAUNCHERS, default=None,
+                      help="slurm: one sbatch job per unfinished run; local: runs as processes here (--parallel N). "
+                           "Default: the study's launcher section, else one run after another in this process")
+    for f in launcher_fields():
+        if f.name == "name":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "sbatch":
+            jobs.add_argument(flag, action="append", default=None, help="an extra sbatch option (repeatable)")
+        else:
+            jobs.add_argument(flag, type=type(f.default), default=None, help=f"launcher.{f.name}")
+    jobs.add_argument("--status", action="store_true", help="one line per run: state, job, epochs, accuracy, time")
+    jobs.add_argument("--cancel", action="store_true", help="cancel the study's queued and running jobs")
+    jobs.add_argument("--wait", action="store_true", help="after submitting, wait until every run has ended, then "
+                                                          "write the report")
+    jobs.add_argument("--retry-failed", action="store_true", help="submit failed runs again")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
 
 
+def _launcher_config(args: argparse.Namespace, study: dict):
+    from actionbench.study.launchers import launcher_config, launcher_fields
+
+    flags = {f.name: getattr(args, f.name, None) for f in launcher_fields() if f.name != "name"}
+    flags["name"] = args.launcher
+    section = study.get("launcher")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{study['_path']}: launcher must be a mapping (name: slurm, partition: ..., ...)")
+    if args.launcher is None and not section and all(v is None for v in flags.values()):
+        return None  # one run after another, in this process
+    return launcher_config(section, str(study["_path"]), flags)
+
+
 def run(args: argparse.Namespace) -> int:
+    from actionbench.study import launch
     from actionbench.study.report import write_report
 
+    if args.study == "status":  # `actionbench study status DIR`
+        directory = args.out or (args.overrides[0] if args.overrides else None)
+        if not directory:
+            raise ConfigError("study status needs the study's output folder: actionbench study status DIR")
+        return launch.print_status(Path(directory))
     split_overrides(args, ("study",))
     out = Path(args.out or Path("runs") / Path(args.study).stem)
     extra = tuple(args.overrides)
@@ -294,11 +335,29 @@ def run(args: argparse.Namespace) -> int:
         for command in torchrun_commands(args.study, out, args.nproc_per_node, args.nnodes, extra):
             print(command)
         return 0
-    results = gather_results(args.study, out, extra) if args.report_only else run_study(args.study, out,
-                                                                                      extra_overrides=extra)
+    study = load_study(args.study)
+    if args.status:
+        return launch.print_status(out)
+    if args.cancel:
+        return launch.cancel_study(out)
+    launcher = None if args.report_only else _launcher_config(args, study)
+    if args.report_only:
+        results = gather_results(args.study, out, extra)
+    elif launcher is None:
+        launch.record_study(args.study, out, extra)
+        results = run_study(args.study, out, extra_overrides=extra)
+    else:
+        launch.launch_study(args.study, out, launcher, extra, retry_failed=args.retry_failed)
+        if launcher.name == "slurm" and args.wait:
+            launch.wait_for(out)
+        status = launch.print_status(out)
+        if launcher.name == "slurm" and not args.wait:
+            print(f"follow it: actionbench study status {out}; the report: actionbench study {args.study} --out "
+                  f"{out} --report-only", flush=True)
+            return status
+        results = gather_results(args.study, out, extra)
     if not results:
         raise ConfigError(f"no finished run of {args.study} under {out} to report")
-    study = load_study(args.study)
     if not args.skip_analysis:
         from actionbench.study.analysis import analyze_results
 
