@@ -190,3 +190,28 @@ def test_a_two_process_run_trains_with_gloo_under_srun(slurm, data, tmp_path):
     assert row["state"] == "finished"
     record = json.loads((Path(row["dir"]) / "job.json").read_text())
     assert record["world"] == 2 and (Path(row["dir"]) / "results.json").is_file(), record
+
+
+def test_the_commands_of_docs_cluster_md_work_as_printed(slurm, tmp_path):
+    """From a copy of the repository's configs: the synth, submit, status and report commands exactly as the
+    "From a study file to a report" block prints them."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    block = text.split("## From a study file to a report", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split() for line in block.strip().splitlines()]
+    assert [c[:3] for c in commands] == [["actionbench", "synth", "runs/syn"],
+                                         ["actionbench", "study", "configs/studies/cpu_micro.yaml"],
+                                         ["actionbench", "study", "status"],
+                                         ["actionbench", "study", "configs/studies/cpu_micro.yaml"]]
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+
+    def run(words: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *words], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+
+    for words in commands[:2]:
+        done = run(words)
+        assert done.returncode == 0, done.stderr
+    assert "2 of 2 runs to start" in done.stdout and done.stdout.count("submitted as job") == 2
+    _until(lambda: "2 runs: 2 finished" in run(commands[2]).stdout, 240, "both runs finished", poll=1)
+    report = run(commands[3])
+    assert report.returncode == 0 and (tmp_path / "runs" / "micro" / "report.html").is_file(), report.stderr
