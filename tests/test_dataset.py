@@ -126,3 +126,23 @@ def test_the_papers_frame_ranges_pick_their_frames(tmp_path):
     clip, label, _, _ = ds[0]
     assert label == 0 and clip[0, :, 8, 8].tolist() == pytest.approx([60, 80, 100, 120], abs=2)
     assert ds[1][1] == -1 and "frames 8-12, the video has 10" in next(iter(ds.bad_video_summary().values()))
+
+
+def test_decoded_cache_gives_the_same_clips_and_keeps_to_its_budget(synthetic):
+    plain = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3)
+    cached = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3, decoded_cache_mb=64)
+    for epoch in (0, 1):  # the second epoch reads every video from memory
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            assert torch.equal(plain[i][0], cached[i][0])
+    assert len(cached._decoded) == len(cached.records) and not plain._decoded
+    test_plain = build_dataset(synthetic["val"], num_frames=4, size=32, mode="test", num_clips=2, scale_size=32)
+    test_cached = build_dataset(synthetic["val"], num_frames=4, size=32, mode="test", num_clips=2, scale_size=32,
+                                decoded_cache_mb=64)
+    assert all(torch.equal(test_plain[i][0], test_cached[i][0]) for i in range(len(test_plain)))
+    one_video = next(iter(cached._decoded.values())).nbytes
+    small = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3, decoded_cache_mb=1)
+    for i in range(len(small)):
+        small[i]
+    assert len(small._decoded) == min(len(small.records), (1 << 20) // one_video)  # stops at the budget

@@ -73,7 +73,7 @@ def test_two_run_micro_study_end_to_end(tmp_path, capsys):
     assert [r["model"] for r in rows] == ["tsn_resnet18", "tsm_resnet18"] and {r["dataset"] for r in rows} == {"syn"}
     assert (out / "accuracy_vs_gflops.png").is_file() and (out / "accuracy_vs_gflops.svg").is_file()
     page = (out / "report.html").read_text()
-    assert "tsm_resnet18" in page and embedded_image_count(page) == 2  # accuracy vs cost, temporal reliance
+    assert "tsm_resnet18" in page and embedded_image_count(page) == 3  # accuracy vs cost, reliance, per class
     assert "<h2>Temporal reliance</h2>" in page and (out / "temporal_reliance.png").is_file()
     assert len(list(out.glob("runs/syn/*/temporal_reliance_best-*.json"))) == 2  # in each run's own directory
     # a second invocation skips finished runs and rewrites the same report
@@ -246,3 +246,62 @@ def test_local_launcher_runs_in_parallel_on_separate_devices_and_reports_status(
     assert "0 of 2 runs to start" in capsys.readouterr().out
     assert main(["study", "status", str(tmp_path / "nothing")]) == 2  # not a study's folder: one line
     assert "holds no submitted study" in capsys.readouterr().err
+
+
+def _class_predictions(folder, accuracy: dict[str, float], partner: dict[str, str], seed: int, videos: int = 30):
+    """predictions.csv of a run over classes c0..c3 (`videos` each): right with the class's accuracy, else the
+    class's partner predicted."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    right = {}
+    with (folder / "predictions.csv").open("w") as f:
+        f.write("video_id,path,label,predicted,probability,score,top5\n")
+        for name, share in accuracy.items():
+            for i in range(videos):
+                ok = bool(rng.random() < share)
+                right[f"{name}/v{i}.mp4"] = ok
+                f.write(f"v{i},{name}/v{i}.mp4,{name},{name if ok else partner[name]},0.9,1.0,{name}\n")
+    return right
+
+
+def test_per_class_differences_show_where_a_design_gains_and_which_classes_it_confuses(tmp_path):
+    import numpy as np
+
+    from actionbench.study.compare import compare_groups, group_results
+    from actionbench.study.per_class import class_differences, confused_pairs
+
+    partner = {"c0": "c1", "c1": "c0", "c2": "c3", "c3": "c2"}
+    strong = {"c0": 0.95, "c1": 0.95, "c2": 0.9, "c3": 0.9}
+    weak = {"c0": 0.95, "c1": 0.95, "c2": 0.15, "c3": 0.9}  # loses class c2 (to c3) only
+    results, outcomes = [], {"tam": [], "tsn": []}
+    for name, accuracy in (("tam", strong), ("tsn", weak)):
+        for seed in range(3):
+            folder = tmp_path / f"{name}{seed}"
+            right = _class_predictions(folder, accuracy, partner, seed + (10 if name == "tsn" else 0))
+            outcomes[name].append(right)
+            top1 = 100 * np.mean(list(right.values()))
+            results.append({"dataset": "d", "model": f"{name}_resnet18", "run": f"d/{name}_resnet18", "seed": seed,
+                            "frames": 8, "temporal_pooling": False, "sampling": "uniform", "video_top1": top1,
+                            "clip_top1": top1, "paper_gflops": 1.0, "params": 1000, "num_classes": 4,
+                            "output_dir": str(folder)})
+    rows = group_results(results)
+    comparisons = compare_groups(rows, baseline="tsn_resnet18")
+    differences = class_differences(rows, comparisons)
+    by_class = {d["class"]: d for d in differences}
+    assert set(by_class) == {"c0", "c1", "c2", "c3"} and differences[0]["class"] == "c2"  # the largest gain first
+    gain = by_class["c2"]
+    assert gain["ci_low"] > 40 and gain["seed_aware"] and gain["videos"] == 30
+    for same in ("c0", "c1", "c3"):
+        assert by_class[same]["ci_low"] < 0 < by_class[same]["ci_high"] or by_class[same]["difference"] == 0
+    # the per-class accuracies, computed here independently from the predictions
+    expected = 100 * np.mean([[o[f"c2/v{i}.mp4"] for i in range(30)] for o in outcomes["tsn"]])
+    assert gain["b_acc"] == pytest.approx(expected, abs=0.01)
+    confused = {c["configuration"]: c for c in confused_pairs(rows, top=1)}
+    assert (confused["tsn_resnet18"]["true"], confused["tsn_resnet18"]["predicted"]) == ("c2", "c3")
+    assert confused["tsn_resnet18"]["share"] > 70 and confused["tsn_resnet18"]["seeds"] == 3
+    paths = write_report(results, tmp_path / "report", baseline="tsn_resnet18")
+    page = paths["html"].read_text()
+    assert "<h2>Per class</h2>" in page and "Most confused class pairs" in page and embedded_image_count(page) == 2
+    assert paths["per_class_png"].stat().st_size > 10_000 and paths["confusions"].read_text().count("\n") == 7

@@ -84,6 +84,9 @@ class DataConfig(_Section):
     # ($XDG_CACHE_HOME/actionbench/video-index), a folder, or null (rebuilt for every clip)
     index_cache: str | None = "auto"
     clip_timeout: float = 120.0  # seconds a clip may take to decode in a worker before it counts as a bad video
+    # MB of whole decoded videos each data process keeps (0: none): a set that fits (the demo's, a low-resolution
+    # subset) is decoded once per run instead of once per epoch; the same frames either way
+    decoded_cache_mb: int = 0
     # a split whose unreadable videos are more than this share of its videos stops the run (DataError): a wrong
     # data.root or a half-finished download is an error, not a silently smaller dataset
     max_bad_fraction: float = 0.05
@@ -379,8 +382,9 @@ def to_dict(cfg: Config) -> dict:
 
 # Keys that change how a run is watched or fed, not what it computes: a resume may change them, and they are not
 # part of a study run's identity.
-RESUME_MAY_CHANGE = ("output_dir", "device", "data.workers", "data.index_cache", "train.resume", "train.progress",
-                     "train.log_every", "train.tensorboard", "train.checkpoint_every", "train.threads")
+RESUME_MAY_CHANGE = ("output_dir", "device", "data.workers", "data.index_cache", "data.decoded_cache_mb",
+                     "train.resume", "train.progress", "train.log_every", "train.tensorboard", "train.checkpoint_every",
+                     "train.threads")
 # Keys holding paths, made absolute when a config is resolved (relative ones from the working directory or the
 # study file).
 PATH_KEYS = ("data.root", "data.train_list", "data.val_list", "data.test_list", "model.pretrained",

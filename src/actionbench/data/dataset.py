@@ -68,6 +68,7 @@ class VideoClipDataset(Dataset):
         normalize: bool = True,
         index_cache: str | Path | None = None,
         clip_timeout: float = 0.0,
+        decoded_cache_mb: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -96,6 +97,10 @@ class VideoClipDataset(Dataset):
         self.clip_timeout = clip_timeout  # seconds a clip may take to decode before it counts as a bad video
         self._frame_counts: dict[int, int] = {}
         self._logged: set[str] = set()
+        # whole decoded videos kept in this process (each worker its own), up to this many bytes: small,
+        # low-resolution sets are then decoded once per run instead of once per epoch (the same frames)
+        self._decoded_budget, self._decoded_bytes = decoded_cache_mb << 20, 0
+        self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.records) * self.num_clips * self.num_crops
@@ -127,18 +132,31 @@ class VideoClipDataset(Dataset):
 
     def _load_clip(self, video_index: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
         record = self.records[video_index]
+        cached = self._decoded.get(video_index)
+        if cached is not None:
+            return cached[self._indices(video_index, len(cached), clip_index, rng) + record.first_frame]
         with open_video(self.path_of(record), index_cache=self.index_cache) as reader:
-            count = self._frame_counts.get(video_index)
-            if count is None:  # the annotation's frame range (rawframes / ibm lists), else the whole video
-                count = record.num_frames or len(reader)
-                if record.first_frame + count > len(reader):
-                    raise VideoDecodeError(f"{self.path_of(record)}: the annotation gives frames "
-                                           f"{record.first_frame + 1}-{record.first_frame + count}, the video has "
-                                           f"{len(reader)}")
-                self._frame_counts[video_index] = count
-            indices = clip_indices(count, self.num_frames, sampling=self.sampling, train=self.mode == "train",
-                                   stride=self.stride, clip_index=clip_index, num_clips=self.num_clips, rng=rng)
-            return reader.get_frames(indices + record.first_frame)
+            indices = self._indices(video_index, len(reader), clip_index, rng) + record.first_frame
+            if self._decoded_budget <= self._decoded_bytes:
+                return reader.get_frames(indices)
+            every = reader.get_frames(np.arange(len(reader)))
+        if self._decoded_bytes + every.nbytes <= self._decoded_budget:
+            self._decoded[video_index] = every
+            self._decoded_bytes += every.nbytes
+        return every[indices]
+
+    def _indices(self, video_index: int, frames: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:
+        """The clip's frame indices within the annotation's frame range (rawframes / ibm lists), else the video."""
+        record = self.records[video_index]
+        count = self._frame_counts.get(video_index)
+        if count is None:
+            count = record.num_frames or frames
+            if record.first_frame + count > frames:
+                raise VideoDecodeError(f"{self.path_of(record)}: the annotation gives frames "
+                                       f"{record.first_frame + 1}-{record.first_frame + count}, the video has {frames}")
+            self._frame_counts[video_index] = count
+        return clip_indices(count, self.num_frames, sampling=self.sampling, train=self.mode == "train",
+                            stride=self.stride, clip_index=clip_index, num_clips=self.num_clips, rng=rng)
 
     def _report_bad(self, record: VideoRecord, exc: BaseException) -> None:
         """Log a bad video once for the run: the first process (worker, rank) to meet it writes its line in the

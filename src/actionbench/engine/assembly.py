@@ -145,6 +145,7 @@ def make_dataset(cfg: Config, ann: Annotations, list_file: str, mode: str, model
         seed=cfg.seed + d.seed_offset, bad_video_log=bad_video_log,
         normalize=False,  # uint8 through the workers and to the device; `to_model_input` normalises there
         index_cache=resolve_index_cache(d.index_cache), clip_timeout=d.clip_timeout,
+        decoded_cache_mb=d.decoded_cache_mb,
     )
 
 

@@ -15,6 +15,7 @@ import html
 from pathlib import Path
 
 from actionbench.study.compare import compare_groups, findings, group_results
+from actionbench.study.per_class import class_differences, confused_pairs, plot_class_differences
 
 COLUMNS = ("dataset", "label", "model", "frames", "temporal_pooling", "clip_top1", "video_top1", "video_top1_std",
            "video_top1_ci", "runs", "seeds", "video_top1_runs", "paper_gflops", "params", "sampling")
@@ -44,14 +45,17 @@ def _cell(value):
     return round(value, 3) if isinstance(value, float) else value
 
 
-def write_comparisons(comparisons: list[dict], path: Path) -> None:
-    fields = ["dataset", "a", "b", "a_video_top1", "b_video_top1", "difference", "ci_low", "ci_high", "p",
-              "p_adjusted", "significant", "family", "mdd", "seed_aware", "seeds_a", "seeds_b", "videos", "se", "df",
-              "method"]
+COMPARISON_FIELDS = ["dataset", "a", "b", "a_video_top1", "b_video_top1", "difference", "ci_low", "ci_high", "p",
+                     "p_adjusted", "significant", "family", "mdd", "seed_aware", "seeds_a", "seeds_b", "videos", "se",
+                     "df", "method"]
+
+
+def write_rows(rows: list[dict], path: Path, fields: list[str] | None = None) -> None:
+    """A CSV of `rows` with `fields` (default: the first row's keys, in order)."""
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=fields or list(rows[0]))
         writer.writeheader()
-        writer.writerows(comparisons)
+        writer.writerows(rows)
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -185,17 +189,26 @@ def add_reliance(rows: list[dict]) -> list[dict]:
             continue
         for probe in _PROBES:
             drops = [next(p["drop"] for p in r["probes"] if p["probe"] == probe) for r in found]
-            row[f"reliance_{probe}"] = sum(drops) / len(drops)
+            mean = sum(drops) / len(drops)
+            row[f"reliance_{probe}"] = mean
+            row[f"reliance_{probe}_sd"] = (sum((d - mean) ** 2 for d in drops) / (len(drops) - 1)) ** 0.5 \
+                if len(drops) > 1 else None
         row["reliance_runs"] = len(found)
         analysed.append(row)
     return analysed
+
+
+def _drop(row: dict, probe: str) -> str:
+    """The mean drop over the seeds analysed, ± their standard deviation when several."""
+    sd = row.get(f"reliance_{probe}_sd")
+    return f"{row[f'reliance_{probe}']:+.1f}" + (f" ± {sd:.1f}" if sd is not None else "")
 
 
 def reliance_table(rows: list[dict]) -> str:
     lines = ["| dataset | configuration | video top-1 | drop reversed | drop shuffled | drop static | runs |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r.get('dataset', '')} | {r['label']} | {r['video_top1']:.1f} | " + " | ".join(
-        f"{r[f'reliance_{p}']:+.1f}" for p in _PROBES) + f" | {r['reliance_runs']} |" for r in rows]
+        _drop(r, p) for p in _PROBES) + f" | {r['reliance_runs']} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -231,8 +244,39 @@ def plot_reliance(rows: list[dict], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(png: Path, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
+
+
+def per_class_section(differences: list[dict], confusions: list[dict], png: Path, shown: int = 2) -> str:
+    """The report's per-class section: each comparison's largest gains and losses, and the most confused pairs."""
+    picked = []
+    for key in dict.fromkeys((d["dataset"], d["a"], d["b"]) for d in differences):
+        mine = [d for d in differences if (d["dataset"], d["a"], d["b"]) == key]  # sorted: largest gain first
+        picked += mine[:shown] + [d for d in mine[-shown:] if d not in mine[:shown]]
+    gains = _html_table(["dataset", "a - b", "class", "videos", "a", "b", "difference [95 %]"], [
+        [d["dataset"], f"{d['a']} - {d['b']}", d["class"], d["videos"], f"{d['a_acc']:.1f}", f"{d['b_acc']:.1f}",
+         f"{d['difference']:+.1f} [{d['ci_low']:.1f}, {d['ci_high']:.1f}]"] for d in picked])
+    confused = _html_table(["dataset", "configuration", "true class", "predicted as", "share of its videos"], [
+        [c["dataset"], c["configuration"], c["true"], c["predicted"], f"{c['share']:.1f} % ({c['count']})"]
+        for c in confusions])
+    return ("<h2>Per class</h2><p>Where each comparison's difference comes from: per class, the accuracy of both "
+            "configurations on that class's test videos and their difference with its interval (the comparison's "
+            "method; not adjusted for the number of classes: where a difference comes from, not findings). The "
+            "largest gains and losses of every comparison; all classes in per_class_differences.csv.</p>"
+            f"{_image(png, 'per-class differences')}{gains}"
+            "<h3>Most confused class pairs</h3><p>Each configuration's most frequent mistakes over all its seeds "
+            f"(confusions.csv).</p>{confused}")
+
+
 def html_page(title: str, paragraphs: list[str], results: list[dict], figure_png: Path,
-              reliance: tuple[list[dict], Path] | None = None) -> str:
+              reliance: tuple[list[dict], Path] | None = None, extra: str = "") -> str:
     header, rows = table_rows(results)
     image = base64.b64encode(figure_png.read_bytes()).decode()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -244,12 +288,12 @@ def html_page(title: str, paragraphs: list[str], results: list[dict], figure_png
         cells = "".join(
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
                 r.get("dataset", ""), r["label"], f"{r['video_top1']:.1f}",
-                *(f"{r[f'reliance_{p}']:+.1f}" for p in _PROBES), str(r["reliance_runs"]))) + "</tr>"
+                *(_drop(r, p) for p in _PROBES), str(r["reliance_runs"]))) + "</tr>"
             for r in analysed)
         section = (
             "<h2>Temporal reliance</h2><p>Accuracy drop (points) when the test clips' frames are reversed, "
-            "shuffled or static (one frame repeated), mean over the seeds analysed (actionbench analyze; each run's "
-            "temporal_reliance_*.json has the paired intervals). A model that ignores time loses nothing.</p>"
+            "shuffled or static (one frame repeated), mean ± sd over the seeds analysed (actionbench analyze; each "
+            "run's temporal_reliance_*.json has the paired intervals). A model that ignores time loses nothing.</p>"
             f'<img alt="temporal reliance against accuracy" src="data:image/png;base64,'
             f'{base64.b64encode(png.read_bytes()).decode()}">'
             "<table><thead><tr><th>dataset</th><th>configuration</th><th>video top-1</th><th>drop reversed</th>"
@@ -270,6 +314,7 @@ img {{ max-width: 100%; }}
 <h2>Results</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {section}
+{extra}
 <p><small>Video top-1: mean over seeds (± their standard deviation when several), [95 % interval: over the training
 seeds and the test videos with several seeds (t, Welch-Satterthwaite), over the test videos with one]; differences
 between rows are tested on the same videos in comparisons.csv, each dataset's comparisons one family (Holm-adjusted
@@ -304,7 +349,7 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
     paths = {"csv": out / "results.csv", "comparisons": out / "comparisons.csv", "markdown": out / "results.md",
              "html": out / "report.html"}
     write_csv(rows, paths["csv"])
-    write_comparisons(comparisons, paths["comparisons"])
+    write_rows(comparisons, paths["comparisons"], COMPARISON_FIELDS)
     analysed = add_reliance(rows)
     markdown = f"# {title}\n\n" + "".join(f"{p}\n\n" for p in paragraphs) + markdown_table(rows)
     reliance = None
@@ -314,9 +359,19 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "actionb
         paths.update(reliance_png=reliance_png, reliance_svg=reliance_svg)
         reliance = (analysed, reliance_png)
     paths["markdown"].write_text(markdown)
+    extra = ""
+    differences = class_differences(rows, comparisons)
+    if differences:
+        confusions = confused_pairs(rows)
+        paths.update(per_class=out / "per_class_differences.csv", confusions=out / "confusions.csv")
+        write_rows(differences, paths["per_class"])
+        if confusions:
+            write_rows(confusions, paths["confusions"])
+        paths["per_class_png"], paths["per_class_svg"] = plot_class_differences(differences, out)
+        extra = per_class_section(differences, confusions, paths["per_class_png"])
     png, svg = plot_accuracy_vs_cost(rows, out)
     paths.update(png=png, svg=svg)
-    paths["html"].write_text(html_page(title, paragraphs, rows, png, reliance))
+    paths["html"].write_text(html_page(title, paragraphs, rows, png, reliance, extra))
     return paths
 
 

@@ -56,6 +56,8 @@ class LocalLauncher:
 
     def _start(self, item: Submission, slot: int) -> tuple[subprocess.Popen, Submission, object]:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot_devices(slot, max(1, self.cfg.gpus_per_node))}
+        # the cores split between the runs at once (unless the user chose): N runs x all cores oversubscribe
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.cfg.parallel)))
         log = open(item.run_dir / "job.log", "a")  # noqa: SIM115 (closed when the process has ended)
         process = subprocess.Popen(self._command(item.run_dir), env=env, stdout=log, stderr=log)
         write_record(item.run_dir, job_id=f"local:{process.pid}", pid=process.pid)
