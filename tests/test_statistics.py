@@ -151,3 +151,14 @@ def test_the_minimum_detectable_difference_is_what_the_test_finds_80_percent_of_
     mdd = statistics.minimum_detectable_difference(se, df, family)
     critical = scipy_stats.t.ppf(1 - 0.05 / (2 * family), df)
     assert scipy_stats.t.sf(critical - mdd / se, df) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_seed_aware_intervals_stay_within_what_accuracy_can_be():
+    """Three seeds far apart give a t interval wider than the scale (2 df): it is cut to 0-100 (and -100-100)."""
+    rng = np.random.default_rng(3)
+    spread = np.array([rng.random(40) < p for p in (0.99, 0.6, 0.97)], dtype=float)
+    accuracy = statistics.seed_aware_accuracy(spread)
+    assert 0 <= accuracy["low"] < accuracy["estimate"] < accuracy["high"] <= 100 and accuracy["high"] == 100
+    other = np.array([rng.random(40) < p for p in (0.02, 0.5, 0.03)], dtype=float)
+    difference = statistics.seed_aware_difference(spread, other)
+    assert -100 <= difference["low"] < difference["estimate"] < difference["high"] <= 100

@@ -291,6 +291,7 @@ def test_per_class_differences_show_where_a_design_gains_and_which_classes_it_co
     differences = class_differences(rows, comparisons)
     by_class = {d["class"]: d for d in differences}
     assert set(by_class) == {"c0", "c1", "c2", "c3"} and differences[0]["class"] == "c2"  # the largest gain first
+    assert all(-100 <= d["ci_low"] <= d["difference"] <= d["ci_high"] <= 100 for d in differences)  # cut to bounds
     gain = by_class["c2"]
     assert gain["ci_low"] > 40 and gain["seed_aware"] and gain["videos"] == 30
     for same in ("c0", "c1", "c3"):

@@ -200,8 +200,10 @@ def _video_term(per_video: np.ndarray, within: np.ndarray) -> float:
     return max(0.0, float(per_video.var(ddof=1) - within.mean())) / v
 
 
-def _t_summary(estimate: float, terms: list[tuple[float, float]], level: float) -> dict:
-    """Estimate, standard error, Welch-Satterthwaite df, t interval and two-sided p (for 0), in points."""
+def _t_summary(estimate: float, terms: list[tuple[float, float]], level: float,
+               bounds: tuple[float, float]) -> dict:
+    """Estimate, standard error, Welch-Satterthwaite df, t interval and two-sided p (for 0), in points. The interval
+    is cut to `bounds`, the values the quantity can take (with 3 seeds a t interval can reach past 100 %)."""
     variance = sum(t for t, _ in terms)
     se = math.sqrt(variance)
     denominator = sum(t * t / df for t, df in terms if df > 0 and t > 0)
@@ -211,8 +213,8 @@ def _t_summary(estimate: float, terms: list[tuple[float, float]], level: float) 
     else:
         p = min(1.0, 2 * (1 - t_cdf(abs(estimate) / se, df)))
         half = t_quantile(1 - (1 - level) / 2, df) * se
-    return {"estimate": _points(estimate), "se": _points(se), "df": df, "low": _points(estimate - half),
-            "high": _points(estimate + half), "p": p}
+    return {"estimate": _points(estimate), "se": _points(se), "df": df,
+            "low": _points(max(bounds[0], estimate - half)), "high": _points(min(bounds[1], estimate + half)), "p": p}
 
 
 def seed_aware_accuracy(correct: np.ndarray, level: float = LEVEL) -> dict:
@@ -226,7 +228,7 @@ def seed_aware_accuracy(correct: np.ndarray, level: float = LEVEL) -> dict:
     n = x.shape[0]
     seed = _seed_term(x)
     video = (_video_term(x.mean(axis=0), x.var(axis=0, ddof=1) / n), x.shape[1] - 1)
-    return _t_summary(float(x.mean()), [seed, video], level)
+    return _t_summary(float(x.mean()), [seed, video], level, (0.0, 1.0))
 
 
 def seed_aware_difference(correct_a: np.ndarray, correct_b: np.ndarray, level: float = LEVEL) -> dict:
@@ -241,7 +243,7 @@ def seed_aware_difference(correct_a: np.ndarray, correct_b: np.ndarray, level: f
     per_video = a.mean(axis=0) - b.mean(axis=0)
     within = a.var(axis=0, ddof=1) / a.shape[0] + b.var(axis=0, ddof=1) / b.shape[0]
     terms = [_seed_term(a), _seed_term(b), (_video_term(per_video, within), a.shape[1] - 1)]
-    return _t_summary(float(per_video.mean()), terms, level)
+    return _t_summary(float(per_video.mean()), terms, level, (-1.0, 1.0))
 
 
 def holm(p_values: list[float]) -> list[float]:
