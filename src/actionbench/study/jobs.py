@@ -28,7 +28,6 @@ from pathlib import Path
 
 RECORD = "job.json"
 JOB_CONFIG = "job.yaml"
-STATES = ("queued", "running", "preempted", "finished", "failed", "cancelled", "stopped", "-")
 EXIT_RETRY = 75  # a local job asks its launcher to start it again
 
 

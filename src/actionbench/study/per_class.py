@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from actionbench import statistics
+from actionbench.study.figures import pyplot, save_figure
 
 
 def _predictions(output_dir: str) -> list[dict] | None:
@@ -88,10 +89,7 @@ def confused_pairs(rows: list[dict], top: int = 3) -> list[dict]:
 
 def plot_class_differences(differences: list[dict], out_dir: Path, per_panel: int = 8) -> list[Path]:
     """A panel per comparison: the classes with the largest gains and losses, each a difference with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = list(dict.fromkeys((d["dataset"], d["a"], d["b"]) for d in differences))
     columns = min(3, len(keys))
@@ -117,8 +115,4 @@ def plot_class_differences(differences: list[dict], out_dir: Path, per_panel: in
         ax.axis("off")
     fig.suptitle("Per-class differences (95 % intervals, not adjusted for the number of classes)", fontsize=9)
     fig.tight_layout()
-    paths = [out_dir / f"per_class_differences.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, "per_class_differences")

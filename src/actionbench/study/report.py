@@ -15,6 +15,7 @@ import html
 from pathlib import Path
 
 from actionbench.study.compare import compare_groups, findings, group_results
+from actionbench.study.figures import pyplot, save_figure
 from actionbench.study.per_class import class_differences, confused_pairs, plot_class_differences
 
 COLUMNS = ("dataset", "label", "model", "frames", "temporal_pooling", "clip_top1", "video_top1", "video_top1_std",
@@ -109,10 +110,7 @@ def markdown_table(results: list[dict]) -> str:
 def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_top1") -> list[Path]:
     """One figure, a panel per dataset, error bars (the 95 % interval over test videos; with several seeds the
     standard deviation over them too) and the chance level; returns the PNG and SVG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
@@ -166,11 +164,7 @@ def plot_accuracy_vs_cost(rows: list[dict], out_dir: Path, metric: str = "video_
                 Line2D([], [], color="#999999", linestyle="--", label="chance")]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 0.82, 1))
-    paths = [out_dir / f"accuracy_vs_gflops.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, "accuracy_vs_gflops")
 
 
 _PROBES = ("reversed", "shuffled", "static")
@@ -215,10 +209,7 @@ def reliance_table(rows: list[dict]) -> str:
 def plot_reliance(rows: list[dict], out_dir: Path) -> list[Path]:
     """Temporal reliance against accuracy, a panel per dataset: the drop under reversal (filled) and shuffling
     (open) per configuration, labelled; returns the PNG and SVG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = sorted({r.get("dataset", "") for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
@@ -237,11 +228,7 @@ def plot_reliance(rows: list[dict], out_dir: Path) -> list[Path]:
         ax.set_ylabel("accuracy drop (points): reversed (filled), shuffled (open)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    paths = [out_dir / f"temporal_reliance.{ext}" for ext in ("png", "svg")]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_dir, "temporal_reliance")
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
