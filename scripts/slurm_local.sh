@@ -80,7 +80,7 @@ InactiveLimit=0
 KillWait=5
 MinJobAge=600
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
-PartitionName=low Nodes=localhost Default=YES MaxTime=60 State=UP PriorityTier=1 GraceTime=15
+PartitionName=low Nodes=localhost Default=YES MaxTime=60 State=UP PriorityTier=1 GraceTime=10
 PartitionName=high Nodes=localhost MaxTime=60 State=UP PriorityTier=10
 CONF
 runuser -u munge -- /usr/sbin/munged --socket="$dir/munge/munge.socket" --pid-file="$dir/munge/munged.pid" \

@@ -71,14 +71,18 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _until(condition, timeout: float, what: str, poll: float = 0.3):
+def _until(condition, timeout: float, what: str, poll: float = 0.3, explain=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else f"({path}: none)"
 
 
 def _squeue() -> list[str]:
@@ -92,7 +96,7 @@ def _weights(run_dir: Path) -> dict:
 
 def test_a_study_on_slurm_survives_a_preemption_with_the_uninterrupted_weights(slurm, data, tmp_path):
     study = _study(tmp_path / "three.yaml", data, ["tsn_resnet18", "tsm_resnet18", "tam_resnet18"],
-                   {"cpus_per_task": 1, "max_concurrent": 1}, ["optim.epochs=4"])
+                   {"cpus_per_task": 1, "max_concurrent": 1}, ["optim.epochs=6"])
     out = tmp_path / "out"
     first = _cli("study", str(study), "--out", str(out))
     assert first.returncode == 0, first.stderr
@@ -122,10 +126,16 @@ def test_a_study_on_slurm_survives_a_preemption_with_the_uninterrupted_weights(s
     # a job in the higher-priority partition needs every CPU: SLURM preempts (requeues) the running run
     subprocess.run(["sbatch", "--partition=high", f"--cpus-per-task={os.cpu_count()}", "--wrap", "sleep 2",
                     f"--output={tmp_path / 'high.out'}"], check=True, capture_output=True)
-    _until(lambda: states()[victim] == "preempted", 120, f"{victim} preempted")
-    _until(lambda: all(s == "finished" for s in states().values()), 420, "every run finished", poll=0.5)
-    assert {"preempted", "finished"} <= seen[victim] and {"queued", "running"} <= set().union(*seen.values()), seen
     victim_dir = next(Path(r["dir"]) for r in status_rows(out) if r["run"] == victim)
+
+    def explain() -> str:  # what the job, its record and slurmctld said, when it did not go as expected
+        return "\n".join([_tail(next(iter(victim_dir.glob("slurm-*.out")), victim_dir / "slurm.out")),
+                          (victim_dir / "job.json").read_text(), _tail(slurm / "log" / "slurmctld.log")])
+
+    _until(lambda: states()[victim] == "preempted", 120, f"{victim} preempted", explain=explain)
+    _until(lambda: all(s == "finished" for s in states().values()), 420, "every run finished", poll=0.5,
+           explain=explain)
+    assert {"preempted", "finished"} <= seen[victim] and {"queued", "running"} <= set().union(*seen.values()), seen
     record = json.loads((victim_dir / "job.json").read_text())
     assert record["restarts"] >= 1 and record["stopped_by"] in ("SIGUSR1", "SIGTERM"), record
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,8 +75,8 @@ def run_state(run_dir: Path, alive: dict[str, str]) -> str:
     else:
         scheduled = alive.get(str(record.get("job_id")))
     if scheduled in WAITING or scheduled in RUNNING:
-        if state == "preempted":
-            return "preempted"
+        if state == "preempted" or (state == "running" and scheduled in WAITING):
+            return "preempted"  # (a job waiting again that its record says runs was requeued from outside)
         return "running" if scheduled in RUNNING else "queued"
     if state == "submitting":
         return "-"  # interrupted before the scheduler answered, and it holds no such job
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     from actionbench.engine.trainer import train
     from actionbench.errors import Interrupted
 
+    early: list[str] = []  # SIGUSR1 before the trainer listens for it would kill the process unrecorded
+    signal.signal(signal.SIGUSR1, lambda signum, frame: early.append("SIGUSR1"))
     record = read_record(run_dir) or {}
     if main_rank:
         write_record(run_dir, state="running", started=time.time(), host=os.uname().nodename, pid=os.getpid(),
@@ -148,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                      attempt=record.get("attempt", 0) + 1, restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")),
                      devices=os.environ.get("CUDA_VISIBLE_DEVICES"), world=int(os.environ.get("WORLD_SIZE", "1")))
     try:
-        train(load_config(run_dir / JOB_CONFIG), resume="auto")
+        cfg = load_config(run_dir / JOB_CONFIG)
+        if early:
+            raise Interrupted("stopped by SIGUSR1 before training started", signal="SIGUSR1")
+        train(cfg, resume="auto")
     except Interrupted as exc:
         if not main_rank:
             return exc.exit_code
