@@ -121,18 +121,28 @@ def test_a_study_on_slurm_survives_a_preemption_with_the_uninterrupted_weights(s
                 return name
         return None
 
-    victim = _until(training, 240, "a run training")
-    assert sum(s == "running" for s in states().values()) == 1  # max_concurrent: 1
-    # a job in the higher-priority partition needs every CPU: SLURM preempts (requeues) the running run
-    subprocess.run(["sbatch", "--partition=high", f"--cpus-per-task={os.cpu_count()}", "--wrap", "sleep 2",
-                    f"--output={tmp_path / 'high.out'}"], check=True, capture_output=True)
-    victim_dir = next(Path(r["dir"]) for r in status_rows(out) if r["run"] == victim)
-
     def explain() -> str:  # what the job, its record and slurmctld said, when it did not go as expected
         return "\n".join([_tail(next(iter(victim_dir.glob("slurm-*.out")), victim_dir / "slurm.out")),
                           (victim_dir / "job.json").read_text(), _tail(slurm / "log" / "slurmctld.log")])
 
-    _until(lambda: states()[victim] == "preempted", 120, f"{victim} preempted", explain=explain)
+    missed = []
+    for _ in range(3):  # a scheduler that lets one high job through without preempting gets another one
+        victim = _until(training, 240, "a run training")
+        victim_dir = next(Path(r["dir"]) for r in status_rows(out) if r["run"] == victim)
+        assert sum(s == "running" for s in states().values()) == 1  # max_concurrent: 1
+        # a job in the higher-priority partition needs every CPU: SLURM preempts (requeues) the running run
+        high = subprocess.run(["sbatch", "--parsable", "--partition=high", f"--cpus-per-task={os.cpu_count()}",
+                               "--wrap", "sleep 2", f"--output={tmp_path / 'high.out'}"], check=True,
+                              capture_output=True, text=True).stdout.strip().split(";")[0]
+        try:
+            _until(lambda v=victim: states()[v] == "preempted", 45, f"{victim} preempted", explain=explain)
+            break
+        except AssertionError as exc:
+            missed.append(str(exc))
+            subprocess.run(["scancel", high], check=False)
+    else:
+        pytest.fail("no run was preempted in 3 tries:\n" + "\n\n".join(missed))
+    print("missed preemptions before this one:", missed)  # in the captured output, should CI need it
     _until(lambda: all(s == "finished" for s in states().values()), 420, "every run finished", poll=0.5,
            explain=explain)
     assert {"preempted", "finished"} <= seen[victim] and {"queued", "running"} <= set().union(*seen.values()), seen
