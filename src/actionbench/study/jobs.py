@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         if not main_rank:
             raise
         lines = traceback.format_exc().strip().splitlines()[-12:]
-        failures = (read_record(run_dir) or {}).get("failures", 0) + 1
-        retry = failures <= (read_record(run_dir) or {}).get("max_retries", 0)
+        now = read_record(run_dir) or {}
+        failures = now.get("failures", 0) + 1
+        retry = failures <= now.get("max_retries", 0)
         _finish_attempt(run_dir, state="queued" if retry else "failed", failures=failures, last_error=lines)
         print(f"actionbench job: failed ({failures} time(s)): {exc}", file=sys.stderr, flush=True)
         traceback.print_exc()

@@ -77,7 +77,7 @@ def launch_study(study_path: str | Path, out: Path, launcher_cfg: LauncherConfig
         if state == "failed":
             write_record(run_dir, failures=0)
         parent = Path(configs[run.parent].output_dir) if run.parent is not None else None
-        todo.append(Submission(run.name, cfg, run_dir, parent))
+        todo.append(Submission(run.name, run_dir, parent))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"{len(todo)} of {len(runs)} runs to start{f'; {summary}' if summary else ''}", flush=True)
     if todo:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actionbench.config import Config, ConfigError
+from actionbench.config import ConfigError
 
 
 @dataclass
@@ -82,10 +82,9 @@ def launcher_fields() -> list[dataclasses.Field]:
 
 @dataclass
 class Submission:
-    """A run to start: its name, resolved config, directory and the run it starts from (a progression)."""
+    """A run to start: its name, directory (holding its job.yaml) and the run it starts from (a progression)."""
 
     name: str
-    cfg: Config
     run_dir: Path
     parent_dir: Path | None = None
 
