@@ -78,22 +78,28 @@ def test_onnx_export_run_by_onnxruntime_gives_the_same_logits(name, tmp_path):
 def test_the_compiled_kernels_are_custom_ops_torch_can_check():
     """TSM's shifted convolution and TAM's aggregation are torch.library ops under torch.compile (so inductor keeps
     the fast kernels): torch's own opcheck (schema, fake kernel, autograd registration, AOT dispatch) and gradcheck
-    pass, and they equal the eager autograd functions."""
+    pass, and they equal the eager autograd functions, in the default layout and in the channels_last frames that
+    compiled CPU models hand them (`layers.compiled_layout`)."""
+    from actionbench.models.layers import compiled_layout
     from actionbench.models.temporal import tam, tsm
 
     torch.manual_seed(0)
-    x = torch.randn(2, 4, 16, 6, 6, dtype=torch.float64, requires_grad=True)
+    contiguous = torch.randn(2, 4, 16, 6, 6, dtype=torch.float64, requires_grad=True)
+    channels_last = compiled_layout(contiguous.detach()).requires_grad_()
+    assert channels_last.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
     weight = torch.randn(8, 16, 3, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    for conf in ([1, 1], [1, 1], [1, 1], 1, 2), ([2, 2], [1, 1], [1, 1], 1, 2):
-        for b in (bias, None):
-            args = (x, weight, b, *conf)
-            torch.library.opcheck(torch.ops.actionbench.shift_conv2d.default, args)
-            assert torch.equal(torch.ops.actionbench.shift_conv2d(*args), tsm._ShiftConvFunction.apply(*args))
-        assert torch.autograd.gradcheck(lambda x, w, b, c=conf: torch.ops.actionbench.shift_conv2d(x, w, b, *c),
-                                        (x, weight, bias))
     tam_weight = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(torch.ops.actionbench.tam_aggregate.default, (x, tam_weight))
-    assert torch.autograd.gradcheck(torch.ops.actionbench.tam_aggregate, (x, tam_weight))
-    eager = tam._DepthwiseAggregation.apply(x, tam_weight)
-    assert torch.equal(torch.ops.actionbench.tam_aggregate(x, tam_weight), eager)
+    for x in (contiguous, channels_last):
+        for conf in ([1, 1], [1, 1], [1, 1], 1, 2), ([2, 2], [1, 1], [1, 1], 1, 2):
+            for b in (bias, None):
+                args = (x, weight, b, *conf)
+                torch.library.opcheck(torch.ops.actionbench.shift_conv2d.default, args)
+                assert torch.equal(torch.ops.actionbench.shift_conv2d(*args), tsm._ShiftConvFunction.apply(*args))
+            assert torch.autograd.gradcheck(lambda x, w, b, c=conf: torch.ops.actionbench.shift_conv2d(x, w, b, *c),
+                                            (x, weight, bias))
+        torch.library.opcheck(torch.ops.actionbench.tam_aggregate.default, (x, tam_weight))
+        assert torch.autograd.gradcheck(torch.ops.actionbench.tam_aggregate, (x, tam_weight))
+        eager = tam._DepthwiseAggregation.apply(x, tam_weight)
+        assert torch.equal(torch.ops.actionbench.tam_aggregate(x, tam_weight), eager)
+        assert torch.allclose(eager, tam._DepthwiseAggregation.apply(contiguous, tam_weight))

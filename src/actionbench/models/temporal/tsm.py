@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actionbench.models.layers import FrameConv2d, trace_mode
+from actionbench.models.layers import FrameConv2d, compiled_layout, in_layout_of, trace_mode
 
 
 def _shift(x: torch.Tensor, fold: int, direction: int) -> torch.Tensor:
@@ -179,7 +179,8 @@ def shift_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
                           mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The gradients of `shift_conv2d` for x, weight and bias (empty where `mask` is False)."""
     grads = _shift_conv_backward(grad, x, weight, has_bias, stride, padding, dilation, groups, fold, mask)
-    return tuple(grad.new_empty(0) if g is None else g for g in grads)
+    gx, gw, gb = (grad.new_empty(0) if g is None else g for g in grads)
+    return (in_layout_of(gx, x) if mask[0] else gx), (in_layout_of(gw, weight) if mask[1] else gw), gb
 
 
 @shift_conv2d_backward.register_fake
@@ -220,7 +221,10 @@ class ShiftConv2d(FrameConv2d):
         mode = trace_mode()
         if mode == "export":
             return super().forward(shifted(x, fold))
-        conv = _ShiftConvFunction.apply if mode == "eager" else torch.ops.actionbench.shift_conv2d
+        if mode == "eager":
+            conv = _ShiftConvFunction.apply
+        else:
+            conv, x = torch.ops.actionbench.shift_conv2d, compiled_layout(x)
         return conv(x, self.weight, self.bias, list(self.stride), list(self.padding), list(self.dilation),
                     self.groups, fold)
 
