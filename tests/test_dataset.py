@@ -128,6 +128,27 @@ def test_the_papers_frame_ranges_pick_their_frames(tmp_path):
     assert ds[1][1] == -1 and "frames 8-12, the video has 10" in next(iter(ds.bad_video_summary().values()))
 
 
+def test_a_video_too_large_for_the_decoded_cache_is_decoded_in_full_once(synthetic, monkeypatch):
+    import actionbench.data.dataset as dataset_module
+
+    frames_read = []
+    real_open = dataset_module.open_video
+
+    def counting_open(*args, **kwargs):
+        reader = real_open(*args, **kwargs)
+        get_frames = reader.get_frames
+        reader.get_frames = lambda indices: frames_read.append(len(indices)) or get_frames(indices)
+        return reader
+
+    monkeypatch.setattr(dataset_module, "open_video", counting_open)
+    ds = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3, decoded_cache_mb=1)
+    ds._decoded_budget = 1000  # bytes: smaller than any video
+    first = ds._load_clip(0, 0, np.random.default_rng(0))
+    again = ds._load_clip(0, 0, np.random.default_rng(0))
+    assert np.array_equal(first, again) and not ds._decoded
+    assert frames_read[0] > 4 and frames_read[1:] == [4]  # the whole video once, then only the clip's 4 frames
+
+
 def test_decoded_cache_gives_the_same_clips_and_keeps_to_its_budget(synthetic):
     plain = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3)
     cached = build_dataset(synthetic["train"], num_frames=4, size=32, mode="train", seed=3, decoded_cache_mb=64)

@@ -103,3 +103,11 @@ def test_the_compiled_kernels_are_custom_ops_torch_can_check():
         eager = tam._DepthwiseAggregation.apply(x, tam_weight)
         assert torch.equal(torch.ops.actionbench.tam_aggregate(x, tam_weight), eager)
         assert torch.allclose(eager, tam._DepthwiseAggregation.apply(contiguous, tam_weight))
+        # the backward ops return the strides their fake kernels promise (inductor asserts them)
+        grad = torch.randn_like(eager)
+        grads = torch.ops.actionbench.tam_aggregate_backward(grad, x, tam_weight, eager, [True, True])
+        assert [g.stride() for g in grads] == [x.stride(), tam_weight.stride()]
+        y = torch.ops.actionbench.shift_conv2d(x, weight, bias, [1, 1], [1, 1], [1, 1], 1, 2)
+        grads = torch.ops.actionbench.shift_conv2d_backward(torch.randn_like(y), x, weight, True, [1, 1], [1, 1],
+                                                            [1, 1], 1, 2, [True, True, True])
+        assert [g.stride() for g in grads] == [x.stride(), weight.stride(), bias.stride()]

@@ -101,6 +101,7 @@ class VideoClipDataset(Dataset):
         # low-resolution sets are then decoded once per run instead of once per epoch (the same frames)
         self._decoded_budget, self._decoded_bytes = decoded_cache_mb << 20, 0
         self._decoded: dict[int, np.ndarray] = {}
+        self._too_large: set[int] = set()  # decoded once in full and did not fit: read only their clips after
 
     def __len__(self) -> int:
         return len(self.records) * self.num_clips * self.num_crops
@@ -137,12 +138,14 @@ class VideoClipDataset(Dataset):
             return cached[self._indices(video_index, len(cached), clip_index, rng) + record.first_frame]
         with open_video(self.path_of(record), index_cache=self.index_cache) as reader:
             indices = self._indices(video_index, len(reader), clip_index, rng) + record.first_frame
-            if self._decoded_budget <= self._decoded_bytes:
+            if self._decoded_budget <= self._decoded_bytes or video_index in self._too_large:
                 return reader.get_frames(indices)
             every = reader.get_frames(np.arange(len(reader)))
         if self._decoded_bytes + every.nbytes <= self._decoded_budget:
             self._decoded[video_index] = every
             self._decoded_bytes += every.nbytes
+        else:
+            self._too_large.add(video_index)
         return every[indices]
 
     def _indices(self, video_index: int, frames: int, clip_index: int, rng: np.random.Generator | None) -> np.ndarray:

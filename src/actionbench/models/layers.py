@@ -31,14 +31,14 @@ def compiled_layout(x: torch.Tensor) -> torch.Tensor:
     between convolutions: the previous kernel then writes that layout directly and no transpose is needed on
     either side (in the default layout, inductor added a copy per TAM and ran TSM's convolution in NCHW, 3-10 %
     of a compiled inference). Other devices keep the layout they have."""
-    if x.device.type != "cpu" or x.dim() != 5:
+    if x.device.type != "cpu":
         return x
     return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, x.shape[:2])
 
 
 def in_layout_of(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """`tensor` with `reference`'s strides (a copy only where they differ): a custom op returns the layout its fake
-    kernel promised (`empty_like(reference)`), whatever layout the kernels inside chose."""
+    """`tensor` with `reference`'s strides (a copy only where they differ): gradients in their input's layout, as
+    the custom ops' fake kernels promise (`empty_like(reference)`), whatever layout the kernels inside chose."""
     if tensor.stride() == reference.stride():
         return tensor
     return torch.empty_like(reference, dtype=tensor.dtype).copy_(tensor)

@@ -100,11 +100,11 @@ def aggregate(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _aggregation_backward(grad, x, weight, out, mask):
-    """The gradients of TAM for x and weight (None where `mask` says not needed)."""
+    """The gradients of TAM for x and weight, in their layouts (None where `mask` says not needed)."""
     g = torch.ops.aten.threshold_backward(grad, out, 0)  # one pass, no boolean mask (masked_fill: 3x slower)
     # x[s] fed out[s] via w1, out[s+1] via w0 and out[s-1] via w2: the same sum with the outer weights swapped.
-    grad_x = _aggregate(g, weight.flip(1), relu=False) if mask[0] else None
-    grad_w = _weight_grad(g, x).to(weight.dtype) if mask[1] else None
+    grad_x = in_layout_of(_aggregate(g, weight.flip(1), relu=False), x) if mask[0] else None
+    grad_w = in_layout_of(_weight_grad(g, x).to(weight.dtype), weight) if mask[1] else None
     return grad_x, grad_w
 
 
@@ -139,8 +139,7 @@ def _(x, weight):
 def tam_aggregate_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
                            mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradients of `tam_aggregate` for x and weight (empty where `mask` is False)."""
-    grad_x, grad_w = (grad.new_empty(0) if g is None else g for g in _aggregation_backward(grad, x, weight, out, mask))
-    return (in_layout_of(grad_x, x) if mask[0] else grad_x), (in_layout_of(grad_w, weight) if mask[1] else grad_w)
+    return tuple(grad.new_empty(0) if g is None else g for g in _aggregation_backward(grad, x, weight, out, mask))
 
 
 @tam_aggregate_backward.register_fake

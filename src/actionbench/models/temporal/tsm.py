@@ -116,7 +116,8 @@ def _shift_conv(x, weight, bias, stride, padding, dilation, groups, fold):
 
 
 def _shift_conv_backward(grad, x, weight, has_bias, stride, padding, dilation, groups, fold, mask):
-    """The gradients of `_shift_conv` (None where `mask` says not needed), computed in grad's dtype (autocast's)."""
+    """The gradients of `_shift_conv` (None where `mask` says not needed; x's and weight's in their layouts),
+    computed in grad's dtype (autocast's)."""
     n, t = x.shape[:2]
     dtype = grad.dtype
     data = x.data
@@ -129,9 +130,10 @@ def _shift_conv_backward(grad, x, weight, has_bias, stride, padding, dilation, g
     finally:
         _unshift_(data, fold, lost)
     if gx is not None:
-        gx = gx.view(n, t, *gx.shape[1:]).to(x.dtype)
+        gx = in_layout_of(gx.view(n, t, *gx.shape[1:]).to(x.dtype), x)
         _unshift_(gx, fold, None)  # the shift's transpose, in place on our own tensor
-    return gx, None if gw is None else gw.to(weight.dtype), None if gb is None else gb.to(weight.dtype)
+    gw = None if gw is None else in_layout_of(gw.to(weight.dtype), weight)
+    return gx, gw, None if gb is None else gb.to(weight.dtype)
 
 
 class _ShiftConvFunction(torch.autograd.Function):
@@ -179,8 +181,7 @@ def shift_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Ten
                           mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The gradients of `shift_conv2d` for x, weight and bias (empty where `mask` is False)."""
     grads = _shift_conv_backward(grad, x, weight, has_bias, stride, padding, dilation, groups, fold, mask)
-    gx, gw, gb = (grad.new_empty(0) if g is None else g for g in grads)
-    return (in_layout_of(gx, x) if mask[0] else gx), (in_layout_of(gw, weight) if mask[1] else gw), gb
+    return tuple(grad.new_empty(0) if g is None else g for g in grads)
 
 
 @shift_conv2d_backward.register_fake
