@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from actionbench import build_model, list_models
-from actionbench.models.temporal import NonLocalBlock, ShiftConv2d, TemporalAggregation, TemporalShift
+from actionbench.models import native
+from actionbench.models.layers import compiled_layout
+from actionbench.models.temporal import NonLocalBlock, ShiftConv2d, TemporalAggregation, TemporalShift, tam
 from actionbench.models.temporal.tsm import _ShiftConvFunction
 from actionbench.profiling.flops import count_flops
 from actionbench.profiling.params import count_params
@@ -204,6 +206,84 @@ def test_tsm_and_tam_gradients_are_exact():
         (TemporalAggregation.function(v, weight) * torch.arange(v.numel()).reshape(v.shape).cos()).sum().backward()
         grads.append(weight.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
+def _tam_torch_ops(x, weight, grad):
+    """TAM's forward and gradients from the tiled torch ops (the path without a C compiler)."""
+    out = tam._aggregate(x, weight, relu=True)
+    g = torch.ops.aten.threshold_backward(grad, out, 0)
+    return out, tam._aggregate(g, weight.flip(1), relu=False), tam._weight_grad(g, x).to(weight.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tam_c_kernels_compute_what_the_torch_ops_compute(dtype):
+    """The fused C kernels (built here with the machine's compiler: CI has one) in both frame layouts, at the
+    clip's ends (T=1, 2), for every gradient mask, and with the same weight gradient on any number of threads."""
+    assert tam._c_kernel("tam_forward", dtype) is not None, "the C kernels did not build (see the log)"
+    torch.manual_seed(0)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    for shape in [(2, 4, 16, 6, 6), (3, 1, 5, 2, 3), (2, 2, 64, 7, 7), (1, 3, 3, 1, 1)]:
+        for channels_last in (False, True):
+            x = torch.randn(*shape, dtype=dtype)
+            x = compiled_layout(x) if channels_last else x
+            weight, grad = torch.randn(shape[2], 3, dtype=dtype), torch.randn(shape, dtype=dtype)
+            out, grad_x, grad_w = _tam_torch_ops(x, weight, grad)
+            fused_out = tam._aggregate_relu(x, weight)
+            assert fused_out.stride() == x.stride()
+            torch.testing.assert_close(fused_out, out, **tol)
+            fused_x, fused_w = tam._fused_backward(grad, x, weight, fused_out, (True, True))
+            torch.testing.assert_close(fused_x, grad_x, **tol)
+            torch.testing.assert_close(fused_w, grad_w, **tol)
+            assert tam._fused_backward(grad, x, weight, fused_out, (True, False))[1] is None
+            assert torch.equal(tam._fused_backward(grad, x, weight, fused_out, (False, True))[1], fused_w)
+            threads = torch.get_num_threads()
+            try:
+                torch.set_num_threads(1)
+                assert torch.equal(tam._fused_backward(grad, x, weight, fused_out, (True, True))[1], fused_w)
+            finally:
+                torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_kernel_build(tmp_path, monkeypatch):
+    """native.load as in a new process, with its build cache in tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    native.load.cache_clear()
+    yield tmp_path / "actionbench" / "kernels"
+    native.load.cache_clear()
+
+
+def test_the_c_kernels_are_built_once_and_cached(fresh_kernel_build):
+    lib = native.load("temporal/tam_kernels.c")
+    assert lib is not None
+    built = list(fresh_kernel_build.glob("tam_kernels-*.so"))
+    assert len(built) == 1 and [p.name for p in fresh_kernel_build.iterdir()] == [built[0].name]  # no partial file
+    stamp = built[0].stat().st_mtime_ns
+    native.load.cache_clear()
+    assert native.load("temporal/tam_kernels.c") is not None and built[0].stat().st_mtime_ns == stamp
+
+
+def test_without_a_c_compiler_tam_runs_on_torch_ops_with_one_warning(fresh_kernel_build, monkeypatch, caplog):
+    monkeypatch.setenv("CC", str(fresh_kernel_build / "no-such-cc"))
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    with caplog.at_level("WARNING", logger="actionbench.models.native"):
+        out = TemporalAggregation.function(x, weight)
+        out.sum().backward()
+        TemporalAggregation.function(x, weight)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["C kernels temporal/tam_kernels.c unavailable"]
+    assert "install a c compiler" in caplog.records[0].getMessage().lower()
+    grads = x.grad.clone(), weight.grad.clone()
+    monkeypatch.delenv("CC")
+    native.load.cache_clear()
+    x.grad = weight.grad = None
+    torch.testing.assert_close(TemporalAggregation.function(x, weight), out, rtol=1e-12, atol=1e-12)
+    TemporalAggregation.function(x, weight).sum().backward()
+    torch.testing.assert_close((x.grad, weight.grad), grads, rtol=1e-12, atol=1e-12)
+    monkeypatch.setenv("ACTIONBENCH_NATIVE", "0")
+    native.load.cache_clear()
+    assert tam._c_kernel("tam_forward", torch.float32) is None
 
 
 def test_tsm_resnet101_shifts_every_other_block_as_the_tsm_code():
