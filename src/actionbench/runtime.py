@@ -1,4 +1,5 @@
-"""Process set-up shared by every command that runs models: how the C allocator treats freed memory.
+"""Process set-up shared by every command that runs models: where per-user caches live, and how the C allocator
+treats freed memory.
 
 glibc hands every allocation above its mmap threshold (at most 32 MB) to `mmap` and gives it back on `free`, so
 each new activation tensor of a training step (100 MB for a ResNet-50 block input at batch 4, 8 frames) is
@@ -15,10 +16,18 @@ import ctypes.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 _applied = False
+
+
+def user_cache_dir(kind: str) -> Path | None:
+    """`$XDG_CACHE_HOME/actionbench/<kind>` (~/.cache/... by default), or None for a user without a home folder
+    (e.g. a container user), where a "~" folder would be created in the working directory instead."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return None if base.startswith("~") else Path(base) / "actionbench" / kind
 
 
 def retain_freed_memory() -> bool:

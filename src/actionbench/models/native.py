@@ -19,16 +19,16 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from actionbench.runtime import user_cache_dir
+
 log = logging.getLogger(__name__)
 
 FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 
 
 def kernel_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if base.startswith("~"):  # no home folder: a per-user temporary folder
-        base = os.path.join(tempfile.gettempdir(), f"actionbench-{os.getuid()}")
-    return Path(base) / "actionbench" / "kernels"
+    """Where built kernels are kept; a per-user temporary folder for a user without a home folder."""
+    return user_cache_dir("kernels") or Path(tempfile.gettempdir()) / f"actionbench-{os.getuid()}" / "kernels"
 
 
 def _build(source: Path) -> Path:

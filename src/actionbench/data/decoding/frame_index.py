@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from actionbench.runtime import user_cache_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -87,8 +89,5 @@ def resolve_index_cache(setting: str | Path | None) -> Path | None:
     if setting in (None, "", "none", "null", "false"):
         return None
     if setting == "auto":
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        if base.startswith("~"):
-            return None  # no home folder (e.g. a container user without one): no cache rather than a "~" folder
-        return Path(base) / "actionbench" / "video-index"
+        return user_cache_dir("video-index")  # None without a home folder: no cache
     return Path(setting)
