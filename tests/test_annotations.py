@@ -1,14 +1,16 @@
 """Annotation formats as downloaded, error messages, Mini-datasets."""
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from actionbench.cli import main
 from actionbench.data.formats import load_annotations
-from actionbench.data.records import AnnotationError, RecordTable, VideoRecord
+from actionbench.data.records import AnnotationError, Annotations, RecordTable, VideoRecord, write_list
 from actionbench.data.splits import make_mini
 
 
@@ -55,6 +57,27 @@ def test_record_ids_are_stems_unless_given(tmp_path):
     assert [r.video_id for r in records] == [Path(r.path).stem for r in records] == ["a.b", "clip7", ".hidden"]
     table = RecordTable([VideoRecord("x/y.mp4", 1, "yt_id")]).share_memory()
     assert table[0].video_id == "yt_id" and pickle.loads(pickle.dumps(table))[0] == table[0]
+
+
+def test_column_operations_give_the_records_one_by_one_operations_give(tmp_path):
+    records = [VideoRecord("v/a.mp4", 2, "a"), VideoRecord("v/ü b/", 0, "yt_1", 30, 4),
+               VideoRecord("c.webm", 1, "c"), VideoRecord("d.mp4", 3, "kept_id", 8)]
+    table = RecordTable(records)
+    assert table.paths() == [r.path for r in records]
+    assert list(table.take(np.array([3, 1, 1, 0]))) == [records[i] for i in (3, 1, 1, 0)]
+    assert list(table.take(np.array([2]))) == [records[2]] and len(table.take(np.zeros(0, np.int64))) == 0
+    moved = table.with_paths([f"/data/{r.path}" for r in records])
+    assert list(moved) == [dataclasses.replace(r, path=f"/data/{r.path}") for r in records]
+    classes = ["w", "x", "y", "z"]
+    for name, subset, text in [("plain.txt", [0, 2], "v/a.mp4 2\nc.webm 1\n"),
+                               ("ranged.txt", [1, 3], "'v/ü b/' 5 34 0\nd.mp4 1 8 3\n")]:
+        write_list(Annotations(table.take(np.array(subset)), classes), tmp_path / name)
+        assert (tmp_path / name).read_text() == text
+        again = load_annotations(tmp_path / name).records
+        assert [(r.path, r.label, r.num_frames, r.first_frame) for r in again] == [
+            (r.path, r.label, r.num_frames, r.first_frame) for r in (records[i] for i in subset)]
+    with pytest.raises(ValueError, match="some records have frame ranges and some do not"):
+        write_list(Annotations(table, classes), tmp_path / "mixed.txt")
 
 
 def test_kinetics_csv_resolves_files_in_any_layout(tmp_path):

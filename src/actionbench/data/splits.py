@@ -11,7 +11,7 @@ import numpy as np
 from actionbench.config import ConfigError
 from actionbench.data.formats import load_annotations
 from actionbench.data.labels import to_model_classes
-from actionbench.data.records import Annotations, RecordTable
+from actionbench.data.records import Annotations
 
 
 def data_root(root: str | None, list_file: str | Path) -> Path:
@@ -98,7 +98,7 @@ def make_mini(annotations: Annotations, fraction: float = 0.5, seed: int = 0,
     mapping = np.full(annotations.num_classes, -1, dtype=np.int64)
     mapping[chosen] = np.arange(len(chosen))
     table = annotations.records.relabelled(mapping)
-    records = RecordTable([table[int(i)] for i in keep]) if len(keep) != len(labels) else table
+    records = table.take(keep) if len(keep) != len(labels) else table
     return Annotations(records, [annotations.classes[i] for i in chosen], annotations.source), chosen
 
 
