@@ -84,12 +84,12 @@ def test_the_compiled_kernels_are_custom_ops_torch_can_check():
     from actionbench.models.temporal import tam, tsm
 
     torch.manual_seed(0)
-    contiguous = torch.randn(2, 4, 16, 6, 6, dtype=torch.float64, requires_grad=True)
+    contiguous = torch.randn(2, 3, 8, 5, 5, dtype=torch.float64, requires_grad=True)
     channels_last = compiled_layout(contiguous.detach()).requires_grad_()
     assert channels_last.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(8, 16, 3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
-    tam_weight = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    tam_weight = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     for x in (contiguous, channels_last):
         for conf in ([1, 1], [1, 1], [1, 1], 1, 2), ([2, 2], [1, 1], [1, 1], 1, 2):
             for b in (bias, None):
