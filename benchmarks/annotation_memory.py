@@ -4,6 +4,8 @@ starts and after a full epoch's access pattern (every record read once, in rando
 workers), for records as a list of Python objects (how actionbench held them before) against records as
 columns (RecordTable), with fork and with forkserver workers (actionbench's default, persistent). Also the
 start-up time of the workers for each start method. Every variant runs in a fresh process, all in one run.
+And what `actionbench mini` does after loading (121k of the records taken, made absolute, written as a list),
+column by column against one record object at a time, as it did before.
 
 Run by hand (not a test):  python benchmarks/annotation_memory.py [--records 700000] [--workers 4]
 Linux only (reads /proc).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import gc
 import json
 import multiprocessing
@@ -24,11 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from actionbench.data.formats import load_annotations
-from actionbench.data.records import VideoRecord
+from actionbench.data.records import Annotations, VideoRecord, absolute_records
+from actionbench.data.records import write_list as write_records
 from actionbench.engine.evaluation import make_loader
 
 VARIANTS = {  # name: (records as, worker start method)
@@ -125,6 +130,28 @@ def load_seconds(list_path: Path, rounds: int) -> tuple[float, float]:
     return statistics.median(table), statistics.median(objects)
 
 
+def mini_seconds(list_path: Path, out: Path, rounds: int, kept: int = 121_000) -> tuple[float, float]:
+    """Median seconds to take `kept` records, make their paths absolute and write them, by columns and by
+    records (one VideoRecord each, `Path.resolve` per path, as `actionbench mini` did before), alternating; both
+    written by the same (current) writer."""
+    annotations = load_annotations(list_path)
+    keep = np.sort(np.random.default_rng(0).choice(len(annotations), kept, replace=False))
+    root = list_path.parent
+    columns, records = [], []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        subset = dataclasses.replace(annotations, records=annotations.records.take(keep))
+        write_records(absolute_records(subset, root), out / "columns" / "train.txt")
+        columns.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        chosen = [annotations.records[int(i)] for i in keep]
+        moved = [dataclasses.replace(r, path=str((root / r.path).resolve())) for r in chosen]
+        write_records(Annotations(moved, annotations.classes), out / "records" / "train.txt")
+        records.append(time.perf_counter() - began)
+    assert (out / "columns" / "train.txt").read_bytes() == (out / "records" / "train.txt").read_bytes()
+    return statistics.median(columns), statistics.median(records)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=700_000)
@@ -143,6 +170,9 @@ def main() -> None:
         table_s, objects_s = load_seconds(list_path, args.rounds)
         print(f"loading {args.records} lines: RecordTable {table_s:.2f} s, list of objects {objects_s:.2f} s "
               f"(median of {args.rounds})")
+        columns_s, records_s = mini_seconds(list_path, Path(tmp), args.rounds)
+        print(f"mini after loading (121000 records taken, made absolute, written): by columns {columns_s:.2f} s, "
+              f"record by record {records_s:.2f} s ({records_s / columns_s:.1f}x; median of {args.rounds})")
         print(f"{args.workers} workers, batch {args.batch_size}, every record read once in random order\n")
         print("| records as, workers by | main process (MB) | worker at start (MB) | worker growth after "
               "the epoch (MB, largest) | first batch (s) |")
