@@ -66,6 +66,7 @@ def test_column_operations_give_the_records_one_by_one_operations_give(tmp_path)
     assert table.paths() == [r.path for r in records]
     assert list(table.take(np.array([3, 1, 1, 0]))) == [records[i] for i in (3, 1, 1, 0)]
     assert list(table.take(np.array([2]))) == [records[2]] and len(table.take(np.zeros(0, np.int64))) == 0
+    assert list(table[1:4:2]) == records[1:4:2] and list(table[::-1]) == records[::-1] and len(table[5:]) == 0
     moved = table.with_paths([f"/data/{r.path}" for r in records])
     assert list(moved) == [dataclasses.replace(r, path=f"/data/{r.path}") for r in records]
     classes = ["w", "x", "y", "z"]

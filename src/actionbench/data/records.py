@@ -74,7 +74,7 @@ class RecordTable(Sequence):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return RecordTable(self[i] for i in range(*index.indices(len(self))))
+            return self.take(np.arange(len(self))[index])
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
@@ -106,7 +106,7 @@ class RecordTable(Sequence):
 
     def take(self, indices: np.ndarray) -> RecordTable:
         """The records at `indices` (non-negative, in that order), copied column by column."""
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
         table = RecordTable.__new__(RecordTable)
         table._paths, table._path_offsets = _take_packed(self._paths, self._path_offsets, indices)
         table._ids, table._id_offsets = (None, None) if self._ids is None else \

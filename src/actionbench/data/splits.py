@@ -56,7 +56,7 @@ def holdout_split(annotations: Annotations, fraction: float, seed: int, part: st
         keep[rng.permutation(members)[: round(len(members) * fraction)]] = True
     if part != "val":
         keep = ~keep
-    return replace(annotations, records=[annotations.records[i] for i in np.flatnonzero(keep).tolist()])
+    return replace(annotations, records=annotations.records.take(np.flatnonzero(keep)))
 
 
 # The paper's Mini-datasets (Table 4): classes kept, training and validation videos.
